@@ -1,0 +1,51 @@
+package collector
+
+// Metric family names, as the contract fixes them. Dashboards and alert
+// tests check their queries against MetricNames.
+const (
+	namespace = "buildkite"
+
+	nameUp                 = "buildkite_up"
+	nameScrapeDuration     = "buildkite_scrape_duration_seconds"
+	nameScrapeRequests     = "buildkite_scrape_api_requests"
+	nameRateLimitLimit     = "buildkite_api_rate_limit_limit"
+	nameRateLimitRemaining = "buildkite_api_rate_limit_remaining"
+	nameRateLimitReset     = "buildkite_api_rate_limit_reset_seconds"
+	nameAPIRequestsTotal   = "buildkite_exporter_api_requests_total"
+	nameBuildInfo          = "buildkite_exporter_build_info"
+
+	nameAgents          = "buildkite_agents"
+	nameAgentsBusy      = "buildkite_agents_busy"
+	nameAgentsIdle      = "buildkite_agents_idle"
+	nameAgentsPaused    = "buildkite_agents_paused"
+	nameAgentsByVersion = "buildkite_agents_by_version"
+	nameAgentsByTag     = "buildkite_agents_by_tag"
+	nameDeparturesTotal = "buildkite_agent_departures_total"
+
+	nameAgentInfo            = "buildkite_agent_info"
+	nameAgentMetaData        = "buildkite_agent_meta_data"
+	nameAgentBusy            = "buildkite_agent_busy"
+	nameAgentPaused          = "buildkite_agent_paused"
+	nameAgentPriority        = "buildkite_agent_priority"
+	nameAgentCreated         = "buildkite_agent_created_timestamp_seconds"
+	nameAgentConnected       = "buildkite_agent_connected_timestamp_seconds"
+	nameAgentLastJobFinished = "buildkite_agent_last_job_finished_timestamp_seconds"
+	nameAgentLastJobAge      = "buildkite_agent_last_job_finished_age_seconds"
+	nameAgentJobStarted      = "buildkite_agent_job_started_timestamp_seconds"
+	nameAgentDeparted        = "buildkite_agent_departed_timestamp_seconds"
+)
+
+// MetricNames lists every metric family the exporter can expose.
+func MetricNames() []string {
+	return []string{
+		nameUp, nameScrapeDuration, nameScrapeRequests,
+		nameRateLimitLimit, nameRateLimitRemaining, nameRateLimitReset,
+		nameAPIRequestsTotal, nameBuildInfo,
+		nameAgents, nameAgentsBusy, nameAgentsIdle, nameAgentsPaused,
+		nameAgentsByVersion, nameAgentsByTag, nameDeparturesTotal,
+		nameAgentInfo, nameAgentMetaData, nameAgentBusy, nameAgentPaused,
+		nameAgentPriority, nameAgentCreated, nameAgentConnected,
+		nameAgentLastJobFinished, nameAgentLastJobAge, nameAgentJobStarted,
+		nameAgentDeparted,
+	}
+}
