@@ -1,0 +1,275 @@
+// Package collector turns Buildkite agent listings into Prometheus metrics.
+//
+// It knows no HTTP: it asks an AgentAPI (the client package in production,
+// a fake in tests) for listings and builds const metrics from immutable
+// snapshots on every scrape.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+)
+
+// AgentAPI is what the collector needs of Buildkite. *client.Client
+// implements it.
+type AgentAPI interface {
+	ListAgents(ctx context.Context, org string, opts client.ListOptions) (*client.AgentList, error)
+	GetAgent(ctx context.Context, org, id string) (*client.Agent, error)
+	RateLimit(org string) (client.RateLimit, bool)
+}
+
+// Config holds the collector's settings; the flags of the same names set
+// them.
+type Config struct {
+	Organizations    []string
+	AgentDetails     bool          // per-agent families
+	Queues           []string      // always zero-filled
+	QueueRetention   time.Duration // how long a queue seen once stays known
+	AgentRetention   time.Duration // how long a departed agent is exposed
+	DepartureLookups int           // Get calls per scrape to learn why agents left
+	Tags             []string      // meta_data keys counted in buildkite_agents_by_tag
+	MinInterval      time.Duration // serve results younger than this from memory
+	Timeout          time.Duration // bound on a collection when the scrape gives none
+	Now              func() time.Time
+	Logger           log.Logger
+}
+
+// Exporter collects every configured organization. It is a
+// prometheus.Collector bounded by Config.Timeout; Bind gives one bounded by
+// a scrape's own deadline.
+type Exporter struct {
+	api    AgentAPI
+	cfg    Config
+	now    func() time.Time
+	logger log.Logger
+	orgs   []*orgMemory
+	flight singleflight.Group
+	descs  descs
+}
+
+// New returns an Exporter for cfg.
+func New(api AgentAPI, cfg Config) (*Exporter, error) {
+	if api == nil {
+		return nil, errors.New("collector: no API")
+	}
+	if len(cfg.Organizations) == 0 {
+		return nil, errors.New("collector: no organization")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log.NewNopLogger()
+	}
+	if cfg.DepartureLookups < 0 {
+		cfg.DepartureLookups = 0
+	}
+	e := &Exporter{api: api, cfg: cfg, now: cfg.Now, logger: cfg.Logger, descs: newDescs()}
+	seen := map[string]bool{}
+	for _, org := range cfg.Organizations {
+		if org == "" || seen[org] {
+			return nil, fmt.Errorf("collector: organization %q is empty or given twice", org)
+		}
+		seen[org] = true
+		e.orgs = append(e.orgs, newOrgMemory(org))
+	}
+	return e, nil
+}
+
+// Describe sends every descriptor the exporter can emit.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) { e.descs.describe(ch) }
+
+// Collect collects every organization within Config.Timeout.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
+	defer cancel()
+	e.collectTo(ctx, ch)
+}
+
+// Bind returns a collector whose collections end at ctx's deadline, for a
+// scrape that said how long it waits (X-Prometheus-Scrape-Timeout-Seconds).
+func (e *Exporter) Bind(ctx context.Context) prometheus.Collector {
+	return boundExporter{e: e, ctx: ctx}
+}
+
+type boundExporter struct {
+	e   *Exporter
+	ctx context.Context
+}
+
+func (b boundExporter) Describe(ch chan<- *prometheus.Desc) { b.e.Describe(ch) }
+func (b boundExporter) Collect(ch chan<- prometheus.Metric) { b.e.collectTo(b.ctx, ch) }
+
+func (e *Exporter) collectTo(ctx context.Context, ch chan<- prometheus.Metric) {
+	for _, s := range e.Collection(ctx) {
+		e.emit(s, ch)
+	}
+}
+
+// Collection returns a snapshot of every organization, collected
+// concurrently, or served from memory within Config.MinInterval.
+// Concurrent callers share one collection per organization.
+func (e *Exporter) Collection(ctx context.Context) []*Snapshot {
+	snaps := make([]*Snapshot, len(e.orgs))
+	var wg sync.WaitGroup
+	for i, m := range e.orgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			snaps[i] = e.snapshot(ctx, m)
+		}()
+	}
+	wg.Wait()
+	return snaps
+}
+
+// OrgStatus is what the exporter last saw of one organization.
+type OrgStatus struct {
+	Organization string
+	Latest       *Snapshot // nil before the first collection
+	History      []CollectionSummary
+}
+
+// Status returns the latest snapshots and recent collections without
+// collecting anything.
+func (e *Exporter) Status() []OrgStatus {
+	out := make([]OrgStatus, 0, len(e.orgs))
+	for _, m := range e.orgs {
+		latest, history := m.status()
+		out = append(out, OrgStatus{Organization: m.org, Latest: latest, History: history})
+	}
+	return out
+}
+
+func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
+	if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
+		return s
+	}
+	ch := e.flight.DoChan(m.org, func() (any, error) {
+		if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
+			return s, nil
+		}
+		// The collection is shared by every scrape waiting for it, so
+		// one scrape that goes away must not cancel it; its deadline
+		// still holds.
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = e.now().Add(e.cfg.Timeout)
+		}
+		cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		return e.collect(cctx, m), nil
+	})
+	select {
+	case r := <-ch:
+		return r.Val.(*Snapshot)
+	case <-ctx.Done():
+		// This scrape's own deadline passed while it waited for a
+		// collection started by another, longer scrape.
+		now := e.now()
+		s := &Snapshot{Organization: m.org, Start: now, End: now, Err: fmt.Errorf("waiting for a collection in progress: %w", ctx.Err())}
+		m.past(s, nil, e.cfg.AgentRetention)
+		return s
+	}
+}
+
+// collect lists one organization and updates its memory.
+func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
+	stats := &client.RequestStats{}
+	ctx = client.WithRequestStats(ctx, stats)
+	s := &Snapshot{Organization: m.org, Start: e.now()}
+
+	list, err := e.api.ListAgents(ctx, m.org, client.ListOptions{})
+	if err != nil {
+		s.Err = err
+	} else {
+		s.Pages, s.Duplicates = list.Pages, list.Duplicates
+		s.Agents = make([]AgentView, len(list.Agents))
+		for i, a := range list.Agents {
+			s.Agents[i] = newAgentView(a)
+		}
+		sort.Slice(s.Agents, func(i, j int) bool { return s.Agents[i].ID < s.Agents[j].ID })
+		listed := e.now()
+		gone := m.observe(s.Agents, listed)
+		s.Lookups = e.departures(ctx, m, gone)
+		m.expire(listed, e.cfg.QueueRetention, e.cfg.AgentRetention, e.cfg.Queues)
+	}
+
+	s.End = e.now()
+	s.Requests = stats.Requests()
+	s.RateLimit, s.HasRateLimit = e.api.RateLimit(m.org)
+	known := m.knownQueues(s.End, e.cfg.QueueRetention, e.cfg.Queues)
+	if s.OK() {
+		s.Queues, s.Versions, s.Tags = fleetCounts(s.Agents, known, e.cfg.Tags)
+	}
+	m.past(s, known, e.cfg.AgentRetention)
+	e.logResult(m, s)
+	return s
+}
+
+// departures learns why each gone agent left, within the lookup budget,
+// and counts it. It returns the number of lookups made.
+func (e *Exporter) departures(ctx context.Context, m *orgMemory, gone []DepartedAgent) int {
+	budget := e.lookupBudget(m.org)
+	lookups := 0
+	for _, d := range gone {
+		if lookups < budget && ctx.Err() == nil {
+			lookups++
+			a, err := e.api.GetAgent(ctx, m.org, d.ID)
+			switch {
+			case err == nil && (a.ConnectionState == stateConnected || a.ConnectionState == stateStopping):
+				// Skipped by a shifting page, not gone.
+				m.stillPresent(d)
+				continue
+			case err == nil && a.ConnectionState != "":
+				d.State = labelValue(a.ConnectionState)
+			case err != nil:
+				level.Debug(e.logger).Log("msg", "departure lookup failed", "organization", m.org, "agent", d.ID, "err", err)
+				if errors.Is(err, client.ErrRateLimited) {
+					budget = 0
+				}
+			}
+		}
+		level.Debug(e.logger).Log("msg", "agent departed", "organization", m.org, "agent", d.ID, "name", d.Name, "hostname", d.Hostname, "state", d.State)
+		m.depart(d)
+	}
+	return lookups
+}
+
+// lookupBudget keeps a tenth of the rate limit in reserve for listings:
+// no departure lookups while the limit is nearly spent.
+func (e *Exporter) lookupBudget(org string) int {
+	budget := e.cfg.DepartureLookups
+	if rl, ok := e.api.RateLimit(org); ok && rl.Limit > 0 {
+		reserve := max(rl.Limit/10, 5)
+		budget = min(budget, max(rl.Remaining-reserve, 0))
+	}
+	return budget
+}
+
+// logResult logs a failure once per change of its kind, and recovery.
+func (e *Exporter) logResult(m *orgMemory, s *Snapshot) {
+	changed, previous := m.record(s)
+	switch {
+	case s.Err != nil && changed:
+		level.Error(e.logger).Log("msg", "collection failed; buildkite_up is 0 until it recovers", "organization", m.org, "err", s.Err)
+	case s.Err == nil && changed && previous != "":
+		level.Info(e.logger).Log("msg", "collection recovered", "organization", m.org, "agents", len(s.Agents))
+	}
+	level.Debug(e.logger).Log("msg", "collection done", "organization", m.org, "ok", s.OK(), "agents", len(s.Agents),
+		"pages", s.Pages, "requests", s.Requests, "duration", s.Duration(), "err", s.Err)
+}

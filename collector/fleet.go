@@ -1,0 +1,231 @@
+package collector
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// historySize is how many past collections an organization remembers for
+// the status page.
+const historySize = 10
+
+// orgMemory is the only state that outlives a scrape for one organization.
+// Listings update it only when they succeed; its size is bounded by the
+// retention settings.
+type orgMemory struct {
+	org string
+
+	mu         sync.Mutex
+	queues     map[string]time.Time // queue -> last seen in a successful listing
+	present    map[string]seenAgent // the previous successful listing, by ID
+	departed   map[string]DepartedAgent
+	departures map[departureKey]float64
+	latest     *Snapshot
+	history    []CollectionSummary // newest last
+	errClass   string              // of the latest collection, "" when it succeeded
+}
+
+type seenAgent struct {
+	Name, Hostname string
+	Queues         []string
+	QueueLabel     string
+	LastSeen       time.Time
+}
+
+type departureKey struct{ queue, state string }
+
+// CollectionSummary is what the status page shows of one past collection.
+type CollectionSummary struct {
+	Start, End   time.Time
+	Err          error
+	Requests     int64
+	Pages        int
+	Agents       int
+	RateLimit    RateLimitSummary
+	HasRateLimit bool
+}
+
+// RateLimitSummary is the rate-limit state a collection ended with.
+type RateLimitSummary struct{ Limit, Remaining, Reset int }
+
+func newOrgMemory(org string) *orgMemory {
+	return &orgMemory{
+		org:        org,
+		queues:     map[string]time.Time{},
+		departed:   map[string]DepartedAgent{},
+		departures: map[departureKey]float64{},
+	}
+}
+
+// observe records a successful listing seen at now and returns the agents
+// that left since the previous successful listing, sorted by ID. Nothing is
+// counted yet: the caller looks up why they left and calls depart.
+func (m *orgMemory) observe(agents []AgentView, now time.Time) []DepartedAgent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	present := make(map[string]seenAgent, len(agents))
+	for i := range agents {
+		a := &agents[i]
+		present[a.ID] = seenAgent{Name: a.Name, Hostname: a.Hostname, Queues: a.Queues, QueueLabel: a.QueueLabel, LastSeen: now}
+		for _, q := range a.Queues {
+			m.queues[q] = now
+		}
+		delete(m.departed, a.ID) // it came back
+	}
+	var gone []DepartedAgent
+	for id, s := range m.present {
+		if _, ok := present[id]; !ok {
+			gone = append(gone, DepartedAgent{
+				ID: id, Name: s.Name, Hostname: s.Hostname, Queues: s.Queues, QueueLabel: s.QueueLabel,
+				State: stateUnknown, At: now, LastSeen: s.LastSeen,
+			})
+		}
+	}
+	m.present = present
+	sort.Slice(gone, func(i, j int) bool { return gone[i].ID < gone[j].ID })
+	return gone
+}
+
+// stillPresent puts back an agent that Get showed connected: the listing
+// skipped it while pages shifted, it did not leave.
+func (m *orgMemory) stillPresent(d DepartedAgent) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.present[d.ID] = seenAgent{Name: d.Name, Hostname: d.Hostname, Queues: d.Queues, QueueLabel: d.QueueLabel, LastSeen: d.LastSeen}
+}
+
+// depart counts a departure once in each of the agent's queues.
+func (m *orgMemory) depart(d DepartedAgent) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.departed[d.ID] = d
+	for _, q := range d.Queues {
+		m.departures[departureKey{q, d.State}]++
+	}
+}
+
+// expire forgets queues and departed agents not seen in a successful
+// listing within their retention. Configured queues never expire.
+func (m *orgMemory) expire(now time.Time, queueRetention, agentRetention time.Duration, configured []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for q, seen := range m.queues {
+		if now.Sub(seen) > queueRetention && !contains(configured, q) {
+			delete(m.queues, q)
+		}
+	}
+	for k := range m.departures {
+		if _, known := m.queues[k.queue]; !known && !contains(configured, k.queue) {
+			delete(m.departures, k)
+		}
+	}
+	for id, d := range m.departed {
+		if now.Sub(d.LastSeen) > agentRetention {
+			delete(m.departed, id)
+		}
+	}
+}
+
+// knownQueues returns the queues seen within retention plus the configured
+// ones, sorted.
+func (m *orgMemory) knownQueues(now time.Time, retention time.Duration, configured []string) []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var queues []string
+	for q, seen := range m.queues {
+		if now.Sub(seen) <= retention {
+			queues = append(queues, q)
+		}
+	}
+	for _, q := range configured {
+		if !contains(queues, q) {
+			queues = append(queues, q)
+		}
+	}
+	sort.Strings(queues)
+	return queues
+}
+
+// past fills the snapshot's memory of the past: departed agents within
+// retention at the snapshot's end, and the departure counters, zero-filled
+// for every known queue.
+func (m *orgMemory) past(s *Snapshot, knownQueues []string, agentRetention time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, d := range m.departed {
+		if s.End.Sub(d.LastSeen) <= agentRetention {
+			s.Departed = append(s.Departed, d)
+		}
+	}
+	sort.Slice(s.Departed, func(i, j int) bool {
+		if !s.Departed[i].At.Equal(s.Departed[j].At) {
+			return s.Departed[i].At.After(s.Departed[j].At)
+		}
+		return s.Departed[i].ID < s.Departed[j].ID
+	})
+	counts := make(map[departureKey]float64, len(m.departures)+len(knownQueues)*len(zeroFilledDepartureStates))
+	for _, q := range knownQueues {
+		for _, state := range zeroFilledDepartureStates {
+			counts[departureKey{q, state}] = 0
+		}
+	}
+	for k, n := range m.departures {
+		counts[k] = n
+	}
+	s.Departures = make([]DepartureCount, 0, len(counts))
+	for k, n := range counts {
+		s.Departures = append(s.Departures, DepartureCount{Queue: k.queue, State: k.state, Count: n})
+	}
+	sort.Slice(s.Departures, func(i, j int) bool {
+		if s.Departures[i].Queue != s.Departures[j].Queue {
+			return s.Departures[i].Queue < s.Departures[j].Queue
+		}
+		return s.Departures[i].State < s.Departures[j].State
+	})
+}
+
+// record keeps s as the latest snapshot and in the history, and reports
+// whether the kind of failure changed (so the caller logs once per change).
+func (m *orgMemory) record(s *Snapshot) (changed bool, previous string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.latest = s
+	sum := CollectionSummary{
+		Start: s.Start, End: s.End, Err: s.Err, Requests: s.Requests, Pages: s.Pages,
+		Agents: len(s.Agents), HasRateLimit: s.HasRateLimit,
+		RateLimit: RateLimitSummary{Limit: s.RateLimit.Limit, Remaining: s.RateLimit.Remaining, Reset: s.RateLimit.Reset},
+	}
+	if len(m.history) == historySize {
+		copy(m.history, m.history[1:])
+		m.history = m.history[:historySize-1]
+	}
+	m.history = append(m.history, sum)
+	class := ""
+	if s.Err != nil {
+		class = errorClass(s.Err)
+	}
+	previous, m.errClass = m.errClass, class
+	return previous != class, previous
+}
+
+// fresh returns the latest snapshot when it ended less than minInterval
+// before now.
+func (m *orgMemory) fresh(now time.Time, minInterval time.Duration) *Snapshot {
+	if minInterval <= 0 {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.latest != nil && now.Sub(m.latest.End) < minInterval {
+		return m.latest
+	}
+	return nil
+}
+
+// status returns the latest snapshot and a copy of the history.
+func (m *orgMemory) status() (*Snapshot, []CollectionSummary) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.latest, append([]CollectionSummary(nil), m.history...)
+}

@@ -1,0 +1,273 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+)
+
+// Snapshot is the immutable result of one collection of one organization.
+// Metrics, the status page and logs all read snapshots; nothing but the
+// collection talks to the API.
+type Snapshot struct {
+	Organization string
+	Start, End   time.Time
+	Requests     int64 // HTTP requests made, departure lookups included
+	Pages        int
+	Duplicates   int // agents seen twice while paging (pages shifted)
+	RateLimit    client.RateLimit
+	HasRateLimit bool
+	Err          error // nil when every page was listed
+
+	// Fleet data: set only when Err is nil, so a failed listing never
+	// produces partial numbers.
+	Agents   []AgentView   // sorted by ID
+	Queues   []QueueCounts // every known queue, sorted, zero-filled
+	Versions []VersionCount
+	Tags     []TagCount
+
+	// Memory of the past: present whether or not the listing succeeded.
+	Departed   []DepartedAgent  // departed within --collector.agent-retention, newest first
+	Departures []DepartureCount // cumulative counts, sorted
+	Lookups    int              // departure lookups made by this collection
+}
+
+// OK reports whether the listing succeeded.
+func (s *Snapshot) OK() bool { return s.Err == nil }
+
+// Duration is how long the collection took.
+func (s *Snapshot) Duration() time.Duration { return s.End.Sub(s.Start) }
+
+// AgentView is an agent with its label values worked out once: valid
+// UTF-8, queues resolved, platform resolved.
+type AgentView struct {
+	client.Agent
+	Queues     []string // sorted, distinct, never empty
+	QueueLabel string   // Queues joined by ","
+	OS, Arch   string
+}
+
+// Busy reports whether the agent runs a job, whatever the job's state.
+func (a *AgentView) Busy() bool { return a.Job != nil }
+
+// Idle: connected, no job, not paused.
+func (a *AgentView) Idle() bool {
+	return a.ConnectionState == "connected" && a.Job == nil && !a.Paused
+}
+
+// QueueCounts are the fleet gauges of one queue.
+type QueueCounts struct {
+	Queue  string
+	States map[string]int // by connection_state; connected and stopping always present
+	Busy   int
+	Idle   int
+	Paused int
+}
+
+// Connected returns the number of connected agents.
+func (q *QueueCounts) Connected() int { return q.States[stateConnected] }
+
+// VersionCount is the number of agents of one version in one queue.
+type VersionCount struct {
+	Queue, Version string
+	Agents         int
+}
+
+// TagCount is the number of agents with one meta_data value.
+type TagCount struct {
+	Key, Value string
+	Agents     int
+}
+
+// DepartedAgent is an agent that left the list.
+type DepartedAgent struct {
+	ID, Name, Hostname string
+	Queues             []string
+	QueueLabel         string
+	State              string    // what Get said afterwards, or "unknown"
+	At                 time.Time // when the exporter saw it gone
+	LastSeen           time.Time // last successful listing that had it
+}
+
+// DepartureCount is the cumulative number of departures from one queue in
+// one state.
+type DepartureCount struct {
+	Queue, State string
+	Count        float64
+}
+
+const (
+	stateConnected = "connected"
+	stateStopping  = "stopping"
+	stateUnknown   = "unknown"
+	defaultQueue   = "default"
+)
+
+// zeroFilledDepartureStates start at zero for every known queue, so that
+// increase() sees the first departure of each kind.
+var zeroFilledDepartureStates = []string{"disconnected", "lost", "stopped", stateUnknown}
+
+// labelValue makes s a valid label value whatever the API sent.
+func labelValue(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// newAgentView resolves an agent's queues and platform and cleans its strings.
+func newAgentView(a client.Agent) AgentView {
+	a.ID = labelValue(a.ID)
+	a.Name = labelValue(a.Name)
+	a.ConnectionState = labelValue(a.ConnectionState)
+	a.Hostname = labelValue(a.Hostname)
+	a.IPAddress = labelValue(a.IPAddress)
+	a.Version = labelValue(a.Version)
+	a.Queue = labelValue(a.Queue)
+	if len(a.MetaData) > 0 {
+		md := make([]string, len(a.MetaData))
+		for i, m := range a.MetaData {
+			md[i] = labelValue(m)
+		}
+		a.MetaData = md
+	}
+	osName, arch := a.Platform()
+	queues := agentQueues(&a)
+	return AgentView{
+		Agent:      a,
+		Queues:     queues,
+		QueueLabel: strings.Join(queues, ","),
+		OS:         labelValue(osName),
+		Arch:       labelValue(arch),
+	}
+}
+
+// agentQueues: the queue field when set, otherwise every non-empty queue=
+// tag, otherwise "default".
+func agentQueues(a *client.Agent) []string {
+	if a.Queue != "" {
+		return []string{a.Queue}
+	}
+	var queues []string
+	for _, m := range a.MetaData {
+		k, v, _ := strings.Cut(m, "=")
+		if k == "queue" && v != "" && !contains(queues, v) {
+			queues = append(queues, v)
+		}
+	}
+	if len(queues) == 0 {
+		return []string{defaultQueue}
+	}
+	sort.Strings(queues)
+	return queues
+}
+
+// tagValues returns the distinct values of key in meta_data. "key" and
+// "key=" both give "". An empty queue= counts as not set.
+func tagValues(metaData []string, key string) []string {
+	var values []string
+	for _, m := range metaData {
+		k, v, _ := strings.Cut(m, "=")
+		if k != key || (key == "queue" && v == "") || contains(values, v) {
+			continue
+		}
+		values = append(values, v)
+	}
+	return values
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// fleetCounts aggregates a listing into the per-queue, per-version and
+// per-tag gauges. knownQueues are zero-filled.
+func fleetCounts(agents []AgentView, knownQueues []string, tagKeys []string) ([]QueueCounts, []VersionCount, []TagCount) {
+	queues := make(map[string]*QueueCounts, len(knownQueues))
+	queue := func(name string) *QueueCounts {
+		q, ok := queues[name]
+		if !ok {
+			q = &QueueCounts{Queue: name, States: map[string]int{stateConnected: 0, stateStopping: 0}}
+			queues[name] = q
+		}
+		return q
+	}
+	for _, name := range knownQueues {
+		queue(name)
+	}
+	type versionKey struct{ queue, version string }
+	versions := map[versionKey]int{}
+	type tagKey struct{ key, value string }
+	tags := map[tagKey]int{}
+
+	for i := range agents {
+		a := &agents[i]
+		for _, name := range a.Queues {
+			q := queue(name)
+			q.States[a.ConnectionState]++
+			if a.Busy() {
+				q.Busy++
+			}
+			if a.Paused {
+				q.Paused++
+			}
+			if a.Idle() {
+				q.Idle++
+			}
+			versions[versionKey{name, a.Version}]++
+		}
+		for _, key := range tagKeys {
+			for _, v := range tagValues(a.MetaData, key) {
+				tags[tagKey{key, v}]++
+			}
+		}
+	}
+
+	queueList := make([]QueueCounts, 0, len(queues))
+	for _, q := range queues {
+		queueList = append(queueList, *q)
+	}
+	sort.Slice(queueList, func(i, j int) bool { return queueList[i].Queue < queueList[j].Queue })
+	versionList := make([]VersionCount, 0, len(versions))
+	for k, n := range versions {
+		versionList = append(versionList, VersionCount{Queue: k.queue, Version: k.version, Agents: n})
+	}
+	sort.Slice(versionList, func(i, j int) bool {
+		if versionList[i].Queue != versionList[j].Queue {
+			return versionList[i].Queue < versionList[j].Queue
+		}
+		return versionList[i].Version < versionList[j].Version
+	})
+	tagList := make([]TagCount, 0, len(tags))
+	for k, n := range tags {
+		tagList = append(tagList, TagCount{Key: k.key, Value: k.value, Agents: n})
+	}
+	sort.Slice(tagList, func(i, j int) bool {
+		if tagList[i].Key != tagList[j].Key {
+			return tagList[i].Key < tagList[j].Key
+		}
+		return tagList[i].Value < tagList[j].Value
+	})
+	return queueList, versionList, tagList
+}
+
+// errorClass names the kind of failure, so a log line is written when the
+// kind changes rather than on every scrape.
+func errorClass(err error) string {
+	for _, kind := range []error{
+		client.ErrUnauthorized, client.ErrForbidden, client.ErrNotFound, client.ErrRateLimited,
+		client.ErrServer, client.ErrMalformed, client.ErrUnsafeLink, client.ErrPageLimit, client.ErrRejected,
+	} {
+		if errors.Is(err, kind) {
+			return kind.Error()
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "deadline"
+	}
+	return "request failed"
+}

@@ -1,0 +1,352 @@
+// Command buildkite_exporter exposes a Buildkite agent fleet to Prometheus.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	sloggokit "github.com/tjhop/slog-gokit"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/collector"
+)
+
+const exporterName = "buildkite_exporter"
+
+// tokenEnv holds the API token when no token file is given. The token is
+// never a flag value: flags show up in process listings.
+const tokenEnv = "BUILDKITE_API_TOKEN"
+
+type config struct {
+	organizations    []string
+	tokenFile        string
+	apiURL           string
+	pageConcurrency  int
+	timeout          time.Duration
+	minInterval      time.Duration
+	agentDetails     bool
+	queues           []string
+	queueRetention   time.Duration
+	agentRetention   time.Duration
+	departureLookups int
+	tags             []string
+	telemetryPath    string
+	timeoutOffset    time.Duration
+	logLevel         string
+	logFormat        string
+	web              *web.FlagConfig
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// newApp defines the command line; cfg receives the parsed values.
+func newApp(cfg *config, stdout io.Writer) *kingpin.Application {
+	app := kingpin.New(exporterName, "Prometheus exporter for a Buildkite agent fleet.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stdout)
+	app.Version(version.Print(exporterName))
+	app.HelpFlag.Short('h')
+
+	app.Flag("buildkite.organization", "Buildkite organization slug; repeatable, each one collected and labelled organization. Env: comma-separated.").
+		Envar("BUILDKITE_ORGANIZATION").StringsVar(&cfg.organizations)
+	app.Flag("buildkite.token-file", "File holding the Buildkite API token (scope read_agents); re-read when it changes. Without it the token comes from "+tokenEnv+".").
+		StringVar(&cfg.tokenFile)
+	app.Flag("buildkite.api-url", "Buildkite REST API base URL (a proxy, or a local fake).").
+		Envar("BUILDKITE_API_URL").Default(client.DefaultBaseURL).StringVar(&cfg.apiURL)
+	app.Flag("buildkite.page-concurrency", "List pages fetched at once after the first.").
+		Default("8").IntVar(&cfg.pageConcurrency)
+	app.Flag("buildkite.timeout", "Upper bound on one collection when Prometheus sends no scrape timeout.").
+		Default("30s").DurationVar(&cfg.timeout)
+	app.Flag("collector.min-interval", "Serve results younger than this from memory (for HA Prometheus pairs and rate limits); 0 = every scrape hits the API.").
+		Default("0s").DurationVar(&cfg.minInterval)
+	app.Flag("collector.agent-details", "Expose the per-agent families (buildkite_agent_*).").
+		Default("true").BoolVar(&cfg.agentDetails)
+	app.Flag("collector.queue", "Queue that always gets zero-filled series even when no agent serves it; repeatable.").
+		StringsVar(&cfg.queues)
+	app.Flag("collector.queue-retention", "How long a queue seen once keeps its zero-filled series.").
+		Default("24h").DurationVar(&cfg.queueRetention)
+	app.Flag("collector.agent-retention", "How long a departed agent keeps buildkite_agent_departed_timestamp_seconds.").
+		Default("1h").DurationVar(&cfg.agentRetention)
+	app.Flag("collector.departure-lookups", "At most this many GET agent calls per scrape to learn why agents left; 0 disables.").
+		Default("10").IntVar(&cfg.departureLookups)
+	app.Flag("collector.tag", "meta_data key counted in buildkite_agents_by_tag; repeatable.").
+		StringsVar(&cfg.tags)
+	cfg.web = kingpinflag.AddFlags(app, ":9260")
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").
+		Default("/metrics").StringVar(&cfg.telemetryPath)
+	app.Flag("web.timeout-offset", "Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to bound a collection.").
+		Default("0.5s").DurationVar(&cfg.timeoutOffset)
+	app.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").
+		Default("info").EnumVar(&cfg.logLevel, "debug", "info", "warn", "error")
+	app.Flag("log.format", "Output format of log messages: logfmt or json.").
+		Default("logfmt").EnumVar(&cfg.logFormat, "logfmt", "json")
+	return app
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var cfg config
+	app := newApp(&cfg, stdout)
+	app.Terminate(func(code int) { panic(exitCode(code)) })
+	code, done := parse(app, args)
+	if done {
+		return code
+	}
+	base := newBaseLogger(stderr, cfg.logFormat, cfg.logLevel)
+	logger := log.With(base, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
+
+	exporter, sharedRegistry, err := setup(&cfg, logger)
+	if err != nil {
+		level.Error(logger).Log("msg", "cannot start", "err", err)
+		return 1
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(cfg.telemetryPath, newMetricsHandler(exporter, sharedRegistry, cfg.timeout, cfg.timeoutOffset, logger))
+	if cfg.telemetryPath != "/" && cfg.telemetryPath != "" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "Buildkite Exporter",
+			Description: "Prometheus exporter for a Buildkite agent fleet",
+			Version:     version.Info(),
+			Links:       []web.LandingLinks{{Address: cfg.telemetryPath, Text: "Metrics"}},
+		})
+		if err != nil {
+			level.Error(logger).Log("msg", "cannot build the landing page", "err", err)
+			return 1
+		}
+		mux.Handle("/", landing)
+	}
+
+	level.Info(logger).Log("msg", "starting "+exporterName, "version", version.Info(), "organizations", strings.Join(cfg.organizations, ","), "api_url", cfg.apiURL)
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() {
+		serveErr <- web.ListenAndServe(server, cfg.web, toolkitLogger(base, cfg.logLevel))
+	}()
+	select {
+	case err := <-serveErr:
+		level.Error(logger).Log("msg", "server stopped", "err", err)
+		return 1
+	case <-ctx.Done():
+		level.Info(logger).Log("msg", "shutting down")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := server.Shutdown(shutdownCtx); err != nil {
+			level.Error(logger).Log("msg", "shutdown", "err", err)
+			return 1
+		}
+		return 0
+	}
+}
+
+// exitCode carries kingpin's exit code out of its Terminate callback, so
+// --help and --version return from run instead of exiting the process.
+type exitCode int
+
+func parse(app *kingpin.Application, args []string) (code int, done bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(exitCode)
+			if !ok {
+				panic(r)
+			}
+			code, done = int(c), true
+		}
+	}()
+	if _, err := app.Parse(args); err != nil {
+		app.Errorf("%s; try --help", err)
+		return 2, true
+	}
+	return 0, false
+}
+
+// setup validates the configuration and builds the client, collector and
+// the registry of everything that lives across scrapes.
+func setup(cfg *config, logger log.Logger) (*collector.Exporter, *prometheus.Registry, error) {
+	cfg.organizations = splitList(cfg.organizations)
+	cfg.queues = splitList(cfg.queues)
+	cfg.tags = splitList(cfg.tags)
+	if len(cfg.organizations) == 0 {
+		return nil, nil, errors.New("no organization: give --buildkite.organization or BUILDKITE_ORGANIZATION")
+	}
+	if u, err := url.Parse(cfg.apiURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, nil, fmt.Errorf("--buildkite.api-url %q is not an http(s) URL with a host", cfg.apiURL)
+	}
+	if cfg.pageConcurrency < 1 {
+		return nil, nil, fmt.Errorf("--buildkite.page-concurrency must be at least 1, not %d", cfg.pageConcurrency)
+	}
+	if cfg.departureLookups < 0 {
+		return nil, nil, fmt.Errorf("--collector.departure-lookups must not be negative")
+	}
+	if !strings.HasPrefix(cfg.telemetryPath, "/") {
+		return nil, nil, fmt.Errorf("--web.telemetry-path %q must start with /", cfg.telemetryPath)
+	}
+	tokens, err := tokenSource(cfg.tokenFile, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	requests := collector.NewAPIRequestCounter()
+	api, err := client.New(client.Config{
+		BaseURL:         cfg.apiURL,
+		Token:           tokens,
+		PageConcurrency: cfg.pageConcurrency,
+		Observer:        requests,
+		UserAgent:       exporterName + "/" + version.Version,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	exporter, err := collector.New(api, collector.Config{
+		Organizations:    cfg.organizations,
+		AgentDetails:     cfg.agentDetails,
+		Queues:           cfg.queues,
+		QueueRetention:   cfg.queueRetention,
+		AgentRetention:   cfg.agentRetention,
+		DepartureLookups: cfg.departureLookups,
+		Tags:             cfg.tags,
+		MinInterval:      cfg.minInterval,
+		Timeout:          cfg.timeout,
+		Logger:           logger,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		versioncollector.NewCollector(exporterName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		requests,
+	)
+	return exporter, reg, nil
+}
+
+// tokenSource reads the token from the file, or else from the environment,
+// which it then clears so that no child process inherits it.
+func tokenSource(file string, logger log.Logger) (client.TokenSource, error) {
+	if file != "" {
+		src, err := client.FileToken(file)
+		if err != nil {
+			return nil, fmt.Errorf("--buildkite.token-file: %w", err)
+		}
+		if src.WorldReadable() {
+			level.Warn(logger).Log("msg", "the token file is readable by other users; chmod 600 it", "file", file)
+		}
+		return src, nil
+	}
+	token := strings.TrimSpace(os.Getenv(tokenEnv))
+	if token == "" {
+		return nil, errors.New("no API token: set " + tokenEnv + " or give --buildkite.token-file")
+	}
+	os.Unsetenv(tokenEnv)
+	return client.StaticToken(token), nil
+}
+
+// splitList accepts both repeated flags and comma-separated values.
+func splitList(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+// newBaseLogger is the project's go-kit logger before timestamps and
+// callers are added.
+func newBaseLogger(w io.Writer, format, lvl string) log.Logger {
+	var logger log.Logger
+	if format == "json" {
+		logger = log.NewJSONLogger(log.NewSyncWriter(w))
+	} else {
+		logger = log.NewLogfmtLogger(log.NewSyncWriter(w))
+	}
+	return level.NewFilter(logger, level.Allow(level.ParseDefault(lvl, level.InfoValue())))
+}
+
+// toolkitLogger bridges to the *slog.Logger the exporter-toolkit takes; slog
+// records carry their own time and source, so the base logger gets none.
+func toolkitLogger(base log.Logger, lvl string) *slog.Logger {
+	return slog.New(sloggokit.NewGoKitHandler(base, slogLevel(lvl)))
+}
+
+func slogLevel(lvl string) slog.Level {
+	switch lvl {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// newMetricsHandler gathers the shared registry and the exporter bound to
+// this scrape's deadline: X-Prometheus-Scrape-Timeout-Seconds minus the
+// offset, else the default timeout.
+func newMetricsHandler(exporter *collector.Exporter, shared prometheus.Gatherer, defaultTimeout, offset time.Duration, logger log.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		timeout := scrapeTimeout(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), defaultTimeout, offset)
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		scrape := prometheus.NewRegistry()
+		if err := scrape.Register(exporter.Bind(ctx)); err != nil {
+			http.Error(w, "cannot register the collector", http.StatusInternalServerError)
+			return
+		}
+		promhttp.HandlerFor(prometheus.Gatherers{shared, scrape}, promhttp.HandlerOpts{
+			ErrorLog:      promhttpLogger{logger},
+			ErrorHandling: promhttp.ContinueOnError,
+		}).ServeHTTP(w, r)
+	})
+}
+
+// scrapeTimeout: the header's seconds minus offset; when the offset would
+// leave nothing, the header's seconds alone; without a usable header, the
+// default.
+func scrapeTimeout(header string, defaultTimeout, offset time.Duration) time.Duration {
+	seconds, err := strconv.ParseFloat(strings.TrimSpace(header), 64)
+	if err != nil || seconds <= 0 || seconds > 24*3600 {
+		return defaultTimeout
+	}
+	timeout := time.Duration(seconds * float64(time.Second))
+	if timeout-offset > 0 {
+		return timeout - offset
+	}
+	return timeout
+}
+
+type promhttpLogger struct{ logger log.Logger }
+
+func (l promhttpLogger) Println(v ...any) {
+	level.Error(l.logger).Log("msg", fmt.Sprint(v...))
+}
