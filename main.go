@@ -323,7 +323,9 @@ func newMetricsHandler(exporter *collector.Exporter, shared prometheus.Gatherer,
 			http.Error(w, "cannot register the collector", http.StatusInternalServerError)
 			return
 		}
-		promhttp.HandlerFor(prometheus.Gatherers{shared, scrape}, promhttp.HandlerOpts{
+		// The collection first, so that the request counters include
+		// the requests it made.
+		promhttp.HandlerFor(prometheus.Gatherers{scrape, shared}, promhttp.HandlerOpts{
 			ErrorLog:      promhttpLogger{logger},
 			ErrorHandling: promhttp.ContinueOnError,
 		}).ServeHTTP(w, r)
@@ -335,7 +337,7 @@ func newMetricsHandler(exporter *collector.Exporter, shared prometheus.Gatherer,
 // default.
 func scrapeTimeout(header string, defaultTimeout, offset time.Duration) time.Duration {
 	seconds, err := strconv.ParseFloat(strings.TrimSpace(header), 64)
-	if err != nil || seconds <= 0 || seconds > 24*3600 {
+	if err != nil || !(seconds > 0 && seconds <= 24*3600) { // also refuses NaN
 		return defaultTimeout
 	}
 	timeout := time.Duration(seconds * float64(time.Second))

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client/buildkitetest"
+)
+
+// These tests run the built binary, as a user would.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func exporterBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "buildkite_exporter-test")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "buildkite_exporter")
+		out, err := exec.Command("go", "build", "-o", binPath,
+			"-ldflags", "-X github.com/prometheus/common/version.Version=9.8.7 -X github.com/prometheus/common/version.Revision=abc123",
+			".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+const e2eToken = "bkua_e2e_secret_token_5f3c9a"
+
+// syncBuffer collects a process' output safely while it runs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type running struct {
+	addr   string
+	output *syncBuffer
+	cmd    *exec.Cmd
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs the exporter with args and env and waits until it listens.
+func start(t *testing.T, env []string, args ...string) *running {
+	t.Helper()
+	addr := freeAddr(t)
+	r := &running{addr: addr, output: &syncBuffer{}}
+	r.cmd = exec.Command(exporterBinary(t), append([]string{"--web.listen-address=" + addr}, args...)...)
+	r.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	r.cmd.Stdout, r.cmd.Stderr = r.output, r.output
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the exporter did not listen on %s within 10s; output:\n%s", addr, r.output.String())
+	return nil
+}
+
+func get(t *testing.T, c *http.Client, url string, header http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func newFake(t *testing.T) *buildkitetest.Server {
+	t.Helper()
+	fake := buildkitetest.NewServer()
+	t.Cleanup(fake.Close)
+	fake.AddToken(e2eToken, "read_agents")
+	now := time.Now()
+	for i, q := range []string{"build", "build", "deploy"} {
+		id := fmt.Sprintf("0b461f65-e7be-4c80-888a-ef11d81fd97%d", i)
+		fake.PutAgent("acme", buildkitetest.Agent{
+			ID: id, Name: fmt.Sprintf("agent-%d", i), ConnectionState: "connected", Hostname: fmt.Sprintf("host-%d", i),
+			Version: "3.80.0", Queue: q, MetaData: []string{"queue=" + q, "size=large"}, CreatedAt: now.Add(-time.Hour),
+		})
+	}
+	return fake
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(exporterBinary(t), "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("--version: %v\n%s", err, out)
+	}
+	for _, want := range []string{"buildkite_exporter, version 9.8.7", "revision: abc123", "go version:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--version output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// Startup errors are clear and early.
+func TestStartupErrors(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, []byte("  \n"), 0o600)
+	tests := []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"no organization", []string{"BUILDKITE_API_TOKEN=x"}, nil, "no organization"},
+		{"no token", nil, []string{"--buildkite.organization=acme"}, "no API token"},
+		{"unreadable token file", nil, []string{"--buildkite.organization=acme", "--buildkite.token-file=" + filepath.Join(dir, "missing")}, "token-file"},
+		{"empty token file", nil, []string{"--buildkite.organization=acme", "--buildkite.token-file=" + empty}, "token-file"},
+		{"bad URL", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.organization=acme", "--buildkite.api-url=ftp://example"}, "api-url"},
+		{"unknown flag", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.token=x"}, "unknown long flag"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(exporterBinary(t), append([]string{"--web.listen-address=" + freeAddr(t)}, tt.args...)...)
+			cmd.Env = tt.env
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("exited 0; output:\n%s", out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
+
+// The flags reach the exporter: organizations from the environment,
+// telemetry path, queue zero-fill, tags, agent details off, landing page.
+func TestFlagsAndLandingPage(t *testing.T) {
+	fake := newFake(t)
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken, "BUILDKITE_ORGANIZATION=acme", "BUILDKITE_API_URL=" + fake.URL},
+		"--web.telemetry-path=/m", "--collector.queue=gpu", "--collector.tag=size", "--no-collector.agent-details")
+	code, body := get(t, http.DefaultClient, "http://"+r.addr+"/m", nil)
+	if code != 200 {
+		t.Fatalf("GET /m: %d\n%s", code, body)
+	}
+	for _, want := range []string{
+		`buildkite_up{organization="acme"} 1`,
+		`buildkite_agents{connection_state="connected",organization="acme",queue="build"} 2`,
+		`buildkite_agents{connection_state="connected",organization="acme",queue="gpu"} 0`,
+		`buildkite_agents_by_tag{key="size",organization="acme",value="large"} 3`,
+		`buildkite_exporter_api_requests_total{code="200",organization="acme"} 1`,
+		`buildkite_exporter_build_info{`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/m lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "buildkite_agent_info") {
+		t.Error("--no-collector.agent-details still exposes buildkite_agent_info")
+	}
+	code, body = get(t, http.DefaultClient, "http://"+r.addr+"/", nil)
+	if code != 200 || !strings.Contains(body, `href="/m"`) {
+		t.Errorf("landing page: %d, no link to /m:\n%s", code, body)
+	}
+}
+
+// The scrape's own timeout bounds the collection.
+func TestScrapeTimeoutHeader(t *testing.T) {
+	fake := newFake(t)
+	fake.InjectFault(buildkitetest.Fault{Delay: 20 * time.Second})
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL, "--web.timeout-offset=0.2s")
+	began := time.Now()
+	_, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", http.Header{"X-Prometheus-Scrape-Timeout-Seconds": {"1.5"}})
+	if took := time.Since(began); took > 5*time.Second {
+		t.Errorf("a scrape with a 1.5s timeout took %v", took)
+	}
+	if !strings.Contains(body, `buildkite_up{organization="acme"} 0`) {
+		t.Errorf("a timed-out collection must report buildkite_up 0:\n%s", body)
+	}
+}
+
+// A new token file swapped in (rename over it, as Kubernetes does with
+// symlinks) is used without a restart; the token never reaches a log.
+func TestTokenFileRotationAndHygiene(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	// Kubernetes layout: token -> ..data/token, ..data -> a timestamped dir.
+	writeVersion := func(name, token string) {
+		os.MkdirAll(filepath.Join(dir, name), 0o700)
+		if err := os.WriteFile(filepath.Join(dir, name, "token"), []byte(token+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(dir, "..data_tmp")
+		os.Remove(tmp)
+		if err := os.Symlink(name, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := "bkua_old_revoked_token_77aa"
+	writeVersion("v1", old)
+	if err := os.Symlink("..data/token", filepath.Join(dir, "token")); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, nil, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL,
+		"--buildkite.token-file="+filepath.Join(dir, "token"), "--log.level=debug")
+
+	_, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+	if !strings.Contains(body, `buildkite_up{organization="acme"} 0`) {
+		t.Fatalf("an unknown token must give buildkite_up 0")
+	}
+	get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+	writeVersion("v2", e2eToken)
+	_, body = get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+	if !strings.Contains(body, `buildkite_up{organization="acme"} 1`) {
+		t.Fatalf("after rotation buildkite_up should be 1:\n%s", r.output.String())
+	}
+	logs := r.output.String()
+	if n := strings.Count(logs, "collection failed"); n != 1 {
+		t.Errorf("two failing scrapes logged %d failures, want 1 (once per state change):\n%s", n, logs)
+	}
+	if !strings.Contains(logs, "unauthorized") {
+		t.Errorf("the 401 is not explained in the log:\n%s", logs)
+	}
+	if !strings.Contains(logs, "collection recovered") {
+		t.Errorf("recovery not logged:\n%s", logs)
+	}
+	for _, secret := range []string{old, e2eToken} {
+		if strings.Contains(logs, secret) || strings.Contains(body, secret) {
+			t.Errorf("a token appears in the output at debug level")
+		}
+	}
+}
+
+// TLS and basic auth from --web.config.file: no credentials, 401.
+func TestTLSAndBasicAuth(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	certPEM, keyPEM := selfSigned(t)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600)
+	os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600)
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  prometheus: %s\n",
+		filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), hash)
+	os.WriteFile(filepath.Join(dir, "web.yml"), []byte(config), 0o600)
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme",
+		"--buildkite.api-url="+fake.URL, "--web.config.file="+filepath.Join(dir, "web.yml"))
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	if code, _ := get(t, c, "https://"+r.addr+"/metrics", nil); code != http.StatusUnauthorized {
+		t.Errorf("no credentials: %d, want 401", code)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://"+r.addr+"/metrics", nil)
+	req.SetBasicAuth("prometheus", "s3cret")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `buildkite_up{organization="acme"} 1`) {
+		t.Errorf("with credentials: %d\n%s", resp.StatusCode, body)
+	}
+	if _, err := http.Get("http://" + r.addr + "/metrics"); err == nil {
+		// Plain HTTP to a TLS port gets a 400 from Go's server, not metrics.
+		code, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+		if code == 200 {
+			t.Errorf("plain HTTP served metrics: %s", body)
+		}
+	}
+}
+
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
+}
+
+func TestScrapeTimeout(t *testing.T) {
+	tests := []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 30 * time.Second},
+		{"10", 9500 * time.Millisecond},
+		{"0.4", 400 * time.Millisecond},
+		{"abc", 30 * time.Second},
+		{"-3", 30 * time.Second},
+		{"NaN", 30 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := scrapeTimeout(tt.header, 30*time.Second, 500*time.Millisecond); got != tt.want {
+			t.Errorf("scrapeTimeout(%q) = %v, want %v", tt.header, got, tt.want)
+		}
+	}
+}
