@@ -1,0 +1,143 @@
+// Command buildkite-fake serves a fake Buildkite REST Agents API with a simulated,
+// ever-changing fleet, for demos and manual testing of the exporter:
+//
+//	go run ./client/buildkitetest/cmd/buildkite-fake --agents 100 --org demo,other
+//
+// It prints the base URL to point a client at. The token is never printed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client/buildkitetest"
+)
+
+func main() {
+	err := run(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "buildkite-fake:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("buildkite-fake", flag.ContinueOnError)
+	defaultToken := os.Getenv("BUILDKITE_API_TOKEN")
+	if defaultToken == "" {
+		defaultToken = "demo-token"
+	}
+	listen := fs.String("listen", "127.0.0.1:9261", "address to listen on")
+	// The default is not shown in -help, since it may be a real token from the environment.
+	token := fs.String("token", "", "API token to accept (default $BUILDKITE_API_TOKEN or \"demo-token\")")
+	orgs := fs.String("org", "demo", "organization slug; comma-separated for several")
+	agents := fs.Int("agents", 60, "mean number of agents per organization")
+	tick := fs.Duration("tick", 2*time.Second, "how often the fleet changes")
+	seed := fs.Int64("seed", 1, "simulation seed")
+	latency := fs.Duration("latency", 0, "latency added to every request")
+	rateLimit := fs.Int("rate-limit", 0, "requests per organization per minute; 0 = unlimited")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *token == "" {
+		*token = defaultToken
+	}
+	if *tick <= 0 {
+		return errors.New("--tick must be positive")
+	}
+
+	fake := buildkitetest.NewFake()
+	fake.AddToken(*token)
+	fake.SetRateLimit(*rateLimit)
+	var sims []*buildkitetest.Simulator
+	for i, org := range strings.Split(*orgs, ",") {
+		org = strings.TrimSpace(org)
+		if org == "" {
+			continue
+		}
+		sims = append(sims, buildkitetest.NewSimulator(fake, org, buildkitetest.SimConfig{
+			Queues: []string{"default", "deploy", "macos", "windows"},
+			Agents: *agents,
+			Seed:   *seed + int64(i), // different fleets per organization
+		}))
+	}
+	if len(sims) == 0 {
+		return errors.New("--org names no organization")
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: withLatency(fake, *latency), ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Printf("buildkite-fake: serving %s (organizations: %s)\n", baseURL(ln.Addr()), *orgs)
+
+	t := time.NewTicker(*tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			for _, s := range sims {
+				s.Step()
+			}
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			stop() // a second signal kills the process the default way
+			shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(shutdown); err != nil {
+				return err
+			}
+			fmt.Println("buildkite-fake: stopped")
+			return nil
+		}
+	}
+}
+
+// baseURL is the URL a client should use; an unspecified listen address is
+// reachable on loopback.
+func baseURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/v2"
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/v2"
+}
+
+func withLatency(h http.Handler, d time.Duration) http.Handler {
+	if d <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+		h.ServeHTTP(w, r)
+	})
+}
