@@ -166,11 +166,12 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 		// The collection is shared by every scrape waiting for it, so
 		// one scrape that goes away must not cancel it; its deadline
 		// still holds.
-		deadline, ok := ctx.Deadline()
-		if !ok {
-			deadline = e.now().Add(e.cfg.Timeout)
+		// Deadlines are wall-clock time, never the injected clock.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
+		if deadline, ok := ctx.Deadline(); ok {
+			cancel()
+			cctx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		}
-		cctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		return e.collect(cctx, m), nil
 	})
