@@ -29,7 +29,9 @@ import (
 	sloggokit "github.com/tjhop/slog-gokit"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/agentmetrics"
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
+	"github.com/buildkite-exporter/buildkite_exporter/status"
 )
 
 const exporterName = "buildkite_exporter"
@@ -38,10 +40,16 @@ const exporterName = "buildkite_exporter"
 // never a flag value: flags show up in process listings.
 const tokenEnv = "BUILDKITE_API_TOKEN"
 
+// agentTokenEnv holds one agent token (one cluster) for the Agent Metrics
+// API when no agent token file is given; likewise never a flag value.
+const agentTokenEnv = "BUILDKITE_AGENT_TOKEN"
+
 type config struct {
 	organizations    []string
 	tokenFile        string
 	apiURL           string
+	agentTokenFiles  []string
+	agentAPIURL      string
 	pageConcurrency  int
 	timeout          time.Duration
 	minInterval      time.Duration
@@ -76,6 +84,10 @@ func newApp(cfg *config, stdout io.Writer) *kingpin.Application {
 		StringVar(&cfg.tokenFile)
 	app.Flag("buildkite.api-url", "Buildkite REST API base URL (a proxy, or a local fake).").
 		Envar("BUILDKITE_API_URL").Default(client.DefaultBaseURL).StringVar(&cfg.apiURL)
+	app.Flag("buildkite.agent-token-file", "File holding an agent token for the Agent Metrics API (job backlog per queue); repeatable, one per cluster; re-read when it changes. Without it one token may come from "+agentTokenEnv+".").
+		StringsVar(&cfg.agentTokenFiles)
+	app.Flag("buildkite.agent-api-url", "Buildkite Agent API base URL, for the Agent Metrics API (a proxy, or a local fake).").
+		Default(agentmetrics.DefaultBaseURL).StringVar(&cfg.agentAPIURL)
 	app.Flag("buildkite.page-concurrency", "List pages fetched at once after the first.").
 		Default("8").IntVar(&cfg.pageConcurrency)
 	app.Flag("buildkite.timeout", "Upper bound on one collection when Prometheus sends no scrape timeout.").
@@ -117,20 +129,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	base := newBaseLogger(stderr, cfg.logFormat, cfg.logLevel)
 	logger := log.With(base, "ts", log.DefaultTimestampUTC, "caller", log.DefaultCaller)
 
-	exporter, sharedRegistry, err := setup(&cfg, logger)
+	exporter, jobs, sharedRegistry, err := setup(&cfg, logger)
 	if err != nil {
 		level.Error(logger).Log("msg", "cannot start", "err", err)
 		return 1
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle(cfg.telemetryPath, newMetricsHandler(exporter, sharedRegistry, cfg.timeout, cfg.timeoutOffset, logger))
+	mux.Handle(cfg.telemetryPath, newMetricsHandler(exporter, jobs, sharedRegistry, cfg.timeout, cfg.timeoutOffset, logger))
+	if cfg.telemetryPath != "/status" {
+		mux.Handle("/status", status.Handler(orgStatuses(exporter), time.Now, status.MetricsPath(cfg.telemetryPath)))
+	}
 	if cfg.telemetryPath != "/" && cfg.telemetryPath != "" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "Buildkite Exporter",
 			Description: "Prometheus exporter for a Buildkite agent fleet",
 			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: cfg.telemetryPath, Text: "Metrics"}},
+			Links:       []web.LandingLinks{{Address: cfg.telemetryPath, Text: "Metrics"}, {Address: "/status", Text: "Status"}},
 		})
 		if err != nil {
 			level.Error(logger).Log("msg", "cannot build the landing page", "err", err)
@@ -139,7 +154,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		mux.Handle("/", landing)
 	}
 
-	level.Info(logger).Log("msg", "starting "+exporterName, "version", version.Info(), "organizations", strings.Join(cfg.organizations, ","), "api_url", cfg.apiURL)
+	level.Info(logger).Log("msg", "starting "+exporterName, "version", version.Info(), "organizations", strings.Join(cfg.organizations, ","), "api_url", cfg.apiURL,
+		"job_backlog", jobs != nil, "agent_api_url", cfg.agentAPIURL)
 	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -184,33 +200,64 @@ func parse(app *kingpin.Application, args []string) (code int, done bool) {
 	return 0, false
 }
 
-// setup validates the configuration and builds the client, collector and
-// the registry of everything that lives across scrapes.
-func setup(cfg *config, logger log.Logger) (*collector.Exporter, *prometheus.Registry, error) {
+// setup validates the configuration and builds the clients, the collectors
+// and the registry of everything that lives across scrapes. The fleet
+// exporter is nil when no organization is given, the jobs exporter when no
+// agent token is; at least one of them is configured.
+func setup(cfg *config, logger log.Logger) (*collector.Exporter, *collector.JobsExporter, *prometheus.Registry, error) {
 	cfg.organizations = splitList(cfg.organizations)
 	cfg.queues = splitList(cfg.queues)
 	cfg.tags = splitList(cfg.tags)
-	if len(cfg.organizations) == 0 {
-		return nil, nil, errors.New("no organization: give --buildkite.organization or BUILDKITE_ORGANIZATION")
-	}
-	if u, err := url.Parse(cfg.apiURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, nil, fmt.Errorf("--buildkite.api-url %q is not an http(s) URL with a host", cfg.apiURL)
-	}
-	if cfg.pageConcurrency < 1 {
-		return nil, nil, fmt.Errorf("--buildkite.page-concurrency must be at least 1, not %d", cfg.pageConcurrency)
-	}
-	if cfg.departureLookups < 0 {
-		return nil, nil, fmt.Errorf("--collector.departure-lookups must not be negative")
-	}
 	if !strings.HasPrefix(cfg.telemetryPath, "/") {
-		return nil, nil, fmt.Errorf("--web.telemetry-path %q must start with /", cfg.telemetryPath)
+		return nil, nil, nil, fmt.Errorf("--web.telemetry-path %q must start with /", cfg.telemetryPath)
 	}
-	tokens, err := tokenSource(cfg.tokenFile, logger)
+	agentTokens, err := agentTokenSources(cfg.agentTokenFiles, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if len(cfg.organizations) == 0 && len(agentTokens) == 0 {
+		return nil, nil, nil, errors.New("no organization: give --buildkite.organization or BUILDKITE_ORGANIZATION (with an API token), " +
+			"or an agent token with --buildkite.agent-token-file or " + agentTokenEnv + " (job backlog only), or both")
 	}
 
 	requests := collector.NewAPIRequestCounter()
+	var exporter *collector.Exporter
+	if len(cfg.organizations) > 0 {
+		if exporter, err = newFleetExporter(cfg, requests, logger); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	var jobs *collector.JobsExporter
+	if len(agentTokens) > 0 {
+		if jobs, err = newJobsExporter(cfg, agentTokens, requests, logger); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		versioncollector.NewCollector(exporterName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		requests,
+	)
+	return exporter, jobs, reg, nil
+}
+
+// newFleetExporter builds the REST client and the fleet exporter.
+func newFleetExporter(cfg *config, requests *collector.APIRequestCounter, logger log.Logger) (*collector.Exporter, error) {
+	if u, err := url.Parse(cfg.apiURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--buildkite.api-url %q is not an http(s) URL with a host", cfg.apiURL)
+	}
+	if cfg.pageConcurrency < 1 {
+		return nil, fmt.Errorf("--buildkite.page-concurrency must be at least 1, not %d", cfg.pageConcurrency)
+	}
+	if cfg.departureLookups < 0 {
+		return nil, fmt.Errorf("--collector.departure-lookups must not be negative")
+	}
+	tokens, err := tokenSource(cfg.tokenFile, logger)
+	if err != nil {
+		return nil, err
+	}
 	api, err := client.New(client.Config{
 		BaseURL:         cfg.apiURL,
 		Token:           tokens,
@@ -219,9 +266,9 @@ func setup(cfg *config, logger log.Logger) (*collector.Exporter, *prometheus.Reg
 		UserAgent:       exporterName + "/" + version.Version,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	exporter, err := collector.New(api, collector.Config{
+	return collector.New(api, collector.Config{
 		Organizations:    cfg.organizations,
 		AgentDetails:     cfg.agentDetails,
 		Queues:           cfg.queues,
@@ -233,17 +280,79 @@ func setup(cfg *config, logger log.Logger) (*collector.Exporter, *prometheus.Reg
 		Timeout:          cfg.timeout,
 		Logger:           logger,
 	})
-	if err != nil {
-		return nil, nil, err
+}
+
+// namedToken is an agent token and what names it in logs.
+type namedToken struct {
+	name   string
+	source client.TokenSource
+}
+
+// agentTokenSources reads the agent token files (re-read when they change,
+// as the API token file is), or else one token from the environment, which
+// it then clears so that no child process inherits it. None is fine.
+func agentTokenSources(files []string, logger log.Logger) ([]namedToken, error) {
+	var out []namedToken
+	seen := map[string]bool{}
+	for _, file := range files {
+		if file == "" || seen[file] {
+			return nil, fmt.Errorf("--buildkite.agent-token-file %q is empty or given twice", file)
+		}
+		seen[file] = true
+		src, err := client.FileToken(file)
+		if err != nil {
+			return nil, fmt.Errorf("--buildkite.agent-token-file: %w", err)
+		}
+		if src.WorldReadable() {
+			level.Warn(logger).Log("msg", "the agent token file is readable by other users; chmod 600 it", "file", file)
+		}
+		out = append(out, namedToken{name: file, source: src})
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		versioncollector.NewCollector(exporterName),
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		requests,
-	)
-	return exporter, reg, nil
+	token := strings.TrimSpace(os.Getenv(agentTokenEnv))
+	os.Unsetenv(agentTokenEnv)
+	switch {
+	case token != "" && len(out) > 0:
+		level.Warn(logger).Log("msg", agentTokenEnv+" is ignored: --buildkite.agent-token-file is given")
+	case token != "":
+		out = append(out, namedToken{name: agentTokenEnv, source: client.StaticToken(token)})
+	}
+	return out, nil
+}
+
+// newJobsExporter builds an Agent Metrics client per agent token and the
+// jobs exporter over them.
+func newJobsExporter(cfg *config, tokens []namedToken, requests *collector.APIRequestCounter, logger log.Logger) (*collector.JobsExporter, error) {
+	if u, err := url.Parse(cfg.agentAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--buildkite.agent-api-url %q is not an http(s) URL with a host", cfg.agentAPIURL)
+	}
+	sources := make([]collector.JobsSource, 0, len(tokens))
+	for _, t := range tokens {
+		api, err := agentmetrics.New(agentmetrics.Config{
+			BaseURL:   cfg.agentAPIURL,
+			Token:     t.source,
+			Observer:  requests,
+			UserAgent: exporterName + "/" + version.Version,
+		})
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, collector.JobsSource{Name: t.name, API: api})
+	}
+	return collector.NewJobsExporter(sources, collector.JobsConfig{
+		Queues:         cfg.queues,
+		QueueRetention: cfg.queueRetention,
+		MinInterval:    cfg.minInterval,
+		Timeout:        cfg.timeout,
+		Logger:         logger,
+	})
+}
+
+// orgStatuses feeds the status page; without organizations it has none.
+func orgStatuses(exporter *collector.Exporter) func() []collector.OrgStatus {
+	if exporter == nil {
+		return func() []collector.OrgStatus { return nil }
+	}
+	return exporter.Status
 }
 
 // tokenSource reads the token from the file, or else from the environment,
@@ -310,18 +419,26 @@ func slogLevel(lvl string) slog.Level {
 	return slog.LevelInfo
 }
 
-// newMetricsHandler gathers the shared registry and the exporter bound to
+// newMetricsHandler gathers the shared registry and the exporters bound to
 // this scrape's deadline: X-Prometheus-Scrape-Timeout-Seconds minus the
 // offset, else the default timeout.
-func newMetricsHandler(exporter *collector.Exporter, shared prometheus.Gatherer, defaultTimeout, offset time.Duration, logger log.Logger) http.Handler {
+func newMetricsHandler(exporter *collector.Exporter, jobs *collector.JobsExporter, shared prometheus.Gatherer, defaultTimeout, offset time.Duration, logger log.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		timeout := scrapeTimeout(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), defaultTimeout, offset)
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		scrape := prometheus.NewRegistry()
-		if err := scrape.Register(exporter.Bind(ctx)); err != nil {
-			http.Error(w, "cannot register the collector", http.StatusInternalServerError)
-			return
+		if exporter != nil {
+			if err := scrape.Register(exporter.Bind(ctx)); err != nil {
+				http.Error(w, "cannot register the collector", http.StatusInternalServerError)
+				return
+			}
+		}
+		if jobs != nil {
+			if err := scrape.Register(jobs.Bind(ctx)); err != nil {
+				http.Error(w, "cannot register the jobs collector", http.StatusInternalServerError)
+				return
+			}
 		}
 		// The collection first, so that the request counters include
 		// the requests it made.

@@ -385,3 +385,54 @@ func TestScrapeTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Agent tokens alone (no organization, no API token): the job backlog per
+// queue from the Agent Metrics API, and no REST families.
+func TestAgentTokenOnly(t *testing.T) {
+	fake := newFake(t)
+	const agentTok = "bkct_e2e_agent_token_9d81c2"
+	fake.AddAgentToken(agentTok, "acme", "linux")
+	fake.SetJobs("acme", "build", 4, 2, 1)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "agent-token")
+	if err := os.WriteFile(tokenFile, []byte(agentTok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, setup := range map[string]struct {
+		env  []string
+		args []string
+	}{
+		"env":  {[]string{"BUILDKITE_AGENT_TOKEN=" + agentTok}, nil},
+		"file": {nil, []string{"--buildkite.agent-token-file=" + tokenFile}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := start(t, setup.env, append([]string{"--buildkite.agent-api-url=" + fake.AgentURL, "--log.level=debug"}, setup.args...)...)
+			code, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+			if code != 200 {
+				t.Fatalf("GET /metrics: %d\n%s", code, body)
+			}
+			for _, want := range []string{
+				`buildkite_agent_metrics_up{buildkite_cluster="linux",organization="acme"} 1`,
+				`buildkite_queue_jobs{buildkite_cluster="linux",organization="acme",queue="build",state="scheduled"} 4`,
+				`buildkite_queue_jobs{buildkite_cluster="linux",organization="acme",queue="build",state="running"} 2`,
+				`buildkite_queue_jobs{buildkite_cluster="linux",organization="acme",queue="build",state="waiting"} 1`,
+				// build and deploy have agents in the fake: deploy is zero-filled.
+				`buildkite_queue_jobs{buildkite_cluster="linux",organization="acme",queue="deploy",state="waiting"} 0`,
+				`buildkite_exporter_api_requests_total{code="200",organization="acme"} 1`,
+			} {
+				if !strings.Contains(body, want) {
+					t.Errorf("/metrics lacks %s", want)
+				}
+			}
+			if strings.Contains(body, "buildkite_up{") || strings.Contains(body, "buildkite_agents{") {
+				t.Error("REST families without an organization")
+			}
+			if code, _ := get(t, http.DefaultClient, "http://"+r.addr+"/status", nil); code != 200 {
+				t.Errorf("/status without organizations: %d", code)
+			}
+			if out := r.output.String(); strings.Contains(out, agentTok) || strings.Contains(body, agentTok) {
+				t.Error("the agent token appears in the output at debug level")
+			}
+		})
+	}
+}

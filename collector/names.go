@@ -33,6 +33,9 @@ const (
 	nameAgentLastJobAge      = "buildkite_agent_last_job_finished_age_seconds"
 	nameAgentJobStarted      = "buildkite_agent_job_started_timestamp_seconds"
 	nameAgentDeparted        = "buildkite_agent_departed_timestamp_seconds"
+
+	nameQueueJobs      = "buildkite_queue_jobs"
+	nameAgentMetricsUp = "buildkite_agent_metrics_up"
 )
 
 // MetricNames lists every metric family the exporter can expose.
@@ -47,5 +50,6 @@ func MetricNames() []string {
 		nameAgentPriority, nameAgentCreated, nameAgentConnected,
 		nameAgentLastJobFinished, nameAgentLastJobAge, nameAgentJobStarted,
 		nameAgentDeparted,
+		nameQueueJobs, nameAgentMetricsUp,
 	}
 }

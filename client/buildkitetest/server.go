@@ -14,6 +14,10 @@ type Server struct {
 	// URL is the base URL for the client: the server's root + "/v2".
 	URL string
 
+	// AgentURL is the base URL for the Agent Metrics API client: the
+	// server's root + "/v3".
+	AgentURL string
+
 	// HTTPServer is the underlying server, e.g. for its TLS certificate.
 	HTTPServer *httptest.Server
 
@@ -29,7 +33,7 @@ func NewTLSServer() *Server { return newServer(true) }
 
 func newServer(tls bool) *Server {
 	f := NewFake()
-	hs := httptest.NewUnstartedServer(f)
+	hs := httptest.NewUnstartedServer(f.Handler())
 	// Requests derive from this context, so Close also ends pending Delay faults
 	// instead of waiting them out.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -39,7 +43,7 @@ func newServer(tls bool) *Server {
 	} else {
 		hs.Start()
 	}
-	return &Server{Fake: f, URL: hs.URL + "/v2", HTTPServer: hs, cancel: cancel}
+	return &Server{Fake: f, URL: hs.URL + "/v2", AgentURL: hs.URL + "/v3", HTTPServer: hs, cancel: cancel}
 }
 
 // Client returns an http.Client configured for the server (trusting its TLS

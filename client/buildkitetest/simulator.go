@@ -99,6 +99,7 @@ func (s *Simulator) Step() {
 		s.advance(a, now)
 	}
 	s.scale(len(active), active, now)
+	s.driveBacklog(active)
 }
 
 // advance moves one agent along: jobs start and finish, pauses end, stopping

@@ -3,7 +3,9 @@
 //
 //	go run ./client/buildkitetest/cmd/buildkite-fake --agents 100 --org demo,other
 //
-// It prints the base URL to point a client at. The token is never printed.
+// It prints the base URLs to point a client at: the REST API (/v2) and the
+// Agent Metrics API (/v3, whose agent token is registered for the first
+// organization with the cluster name "demo-cluster"). Tokens are never printed.
 package main
 
 import (
@@ -39,9 +41,14 @@ func run(args []string) error {
 	if defaultToken == "" {
 		defaultToken = "demo-token"
 	}
+	defaultAgentToken := os.Getenv("BUILDKITE_AGENT_TOKEN")
+	if defaultAgentToken == "" {
+		defaultAgentToken = "demo-agent-token"
+	}
 	listen := fs.String("listen", "127.0.0.1:9261", "address to listen on")
 	// The default is not shown in -help, since it may be a real token from the environment.
 	token := fs.String("token", "", "API token to accept (default $BUILDKITE_API_TOKEN or \"demo-token\")")
+	agentToken := fs.String("agent-token", "", "agent token to accept on the Agent Metrics API, for the first organization (default $BUILDKITE_AGENT_TOKEN or \"demo-agent-token\")")
 	orgs := fs.String("org", "demo", "organization slug; comma-separated for several")
 	agents := fs.Int("agents", 60, "mean number of agents per organization")
 	tick := fs.Duration("tick", 2*time.Second, "how often the fleet changes")
@@ -53,6 +60,9 @@ func run(args []string) error {
 	}
 	if *token == "" {
 		*token = defaultToken
+	}
+	if *agentToken == "" {
+		*agentToken = defaultAgentToken
 	}
 	if *tick <= 0 {
 		return errors.New("--tick must be positive")
@@ -66,6 +76,9 @@ func run(args []string) error {
 		org = strings.TrimSpace(org)
 		if org == "" {
 			continue
+		}
+		if len(sims) == 0 {
+			fake.AddAgentToken(*agentToken, org, "demo-cluster")
 		}
 		sims = append(sims, buildkitetest.NewSimulator(fake, org, buildkitetest.SimConfig{
 			Queues: []string{"default", "deploy", "macos", "windows"},
@@ -81,7 +94,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: withLatency(fake, *latency), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: withLatency(fake.Handler(), *latency), ReadHeaderTimeout: 10 * time.Second}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -89,6 +102,7 @@ func run(args []string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Printf("buildkite-fake: serving %s (organizations: %s)\n", baseURL(ln.Addr()), *orgs)
+	fmt.Printf("buildkite-fake: Agent Metrics API at %s\n", strings.TrimSuffix(baseURL(ln.Addr()), "/v2")+"/v3")
 
 	t := time.NewTicker(*tick)
 	defer t.Stop()
