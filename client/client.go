@@ -418,6 +418,9 @@ func (c *Client) attempt(ctx context.Context, cl call, onOK func(*http.Response,
 	if err := checkToken(tok); err != nil {
 		return false, err
 	}
+	// The server may echo the token into what errors quote (a Location,
+	// a Link's host, relation or path): no error leaves with it.
+	defer func() { err = redactError(err, tok) }()
 	var body io.Reader
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
@@ -560,7 +563,7 @@ func (c *Client) apiError(cl call, resp *http.Response, tok string) *APIError {
 		StatusCode: resp.StatusCode,
 		Message:    eb.Message,
 		Method:     cl.method,
-		Path:       cl.u.EscapedPath(),
+		Path:       redact(cl.u.EscapedPath(), tok),
 	}
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized:

@@ -86,7 +86,7 @@ func sanitizeTransportError(err error, token string) error {
 	if !errors.As(err, &ue) {
 		return redactError(err, token)
 	}
-	return &url.Error{Op: ue.Op, URL: safeURL(ue.URL), Err: redactError(ue.Err, token)}
+	return &url.Error{Op: ue.Op, URL: redact(safeURL(ue.URL), token), Err: redactError(ue.Err, token)}
 }
 
 // redactedError is an error whose text had the token removed.

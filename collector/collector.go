@@ -183,7 +183,10 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 		// collection started by another, longer scrape.
 		now := e.now()
 		s := &Snapshot{Organization: m.org, Start: now, End: now, Err: fmt.Errorf("waiting for a collection in progress: %w", ctx.Err())}
-		m.past(s, nil, e.cfg.AgentRetention)
+		// A failed scrape still carries the health families and the
+		// zero-filled counters, as a failed collection does.
+		s.RateLimit, s.HasRateLimit = e.api.RateLimit(m.org)
+		m.past(s, m.knownQueues(now, e.cfg.QueueRetention, e.cfg.Queues), e.cfg.AgentRetention)
 		return s
 	}
 }
@@ -199,9 +202,16 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 		s.Err = err
 	} else {
 		s.Pages, s.Duplicates = list.Pages, list.Duplicates
-		s.Agents = make([]AgentView, len(list.Agents))
-		for i, a := range list.Agents {
-			s.Agents[i] = newAgentView(a)
+		s.Agents = make([]AgentView, 0, len(list.Agents))
+		ids := make(map[string]bool, len(list.Agents))
+		for _, a := range list.Agents {
+			v := newAgentView(a)
+			if ids[v.ID] { // IDs equal once made valid UTF-8: one agent, or its series would clash
+				s.Duplicates++
+				continue
+			}
+			ids[v.ID] = true
+			s.Agents = append(s.Agents, v)
 		}
 		sort.Slice(s.Agents, func(i, j int) bool { return s.Agents[i].ID < s.Agents[j].ID })
 		listed := e.now()

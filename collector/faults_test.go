@@ -1,0 +1,797 @@
+package collector_test
+
+// The fault matrix: every way Buildkite (or the network, or a proxy in
+// front of it) can fail, injected into the fake and seen through the real
+// client and collector. For each fault the exporter must not panic, must
+// log one clear line per change of state (not one per scrape), must report
+// buildkite_up 0 with no partial fleet numbers, must not hammer the API,
+// and must recover when the fault clears.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-kit/log"
+	"github.com/go-kit/log/level"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/buildkitetest"
+	"github.com/buildkite-exporter/buildkite_exporter/collector"
+)
+
+const (
+	faultOrg   = "acme"
+	fleetSize  = 120 // three pages of perPage
+	perPage    = 50
+	msgFailed  = `msg="collection failed; buildkite_up is 0 until it recovers"`
+	msgRecover = `msg="collection recovered"`
+)
+
+// lockedBuffer is a log sink that collections may write to from other
+// goroutines while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the log lines containing substr.
+func (b *lockedBuffer) lines(substr string) []string {
+	var out []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// faultEnv is the fake on an httptest server of our own, so that a
+// middleware can do what a Fault cannot (redirects, refusing connections),
+// a second server that must never be contacted, and an exporter logging
+// at debug level into a buffer.
+type faultEnv struct {
+	t        *testing.T
+	fake     *buildkitetest.Fake
+	api      *httptest.Server
+	url      string // the client's base URL
+	foreign  *httptest.Server
+	clock    *fakeClock
+	client   *client.Client
+	exporter *collector.Exporter
+	logs     *lockedBuffer
+
+	foreignHits     atomic.Int32
+	foreignWithAuth atomic.Int32
+	redirectTo      atomic.Pointer[string] // list pages > 1 redirect here when set
+	refuse          atomic.Bool            // the client's dials go to a closed port
+	transport       *http.Transport
+}
+
+func newFaultEnv(t *testing.T, mod func(*client.Config, *collector.Config)) *faultEnv {
+	t.Helper()
+	fe := &faultEnv{t: t, fake: buildkitetest.NewFake(), clock: &fakeClock{now: epoch}, logs: &lockedBuffer{}}
+	fe.fake.SetClock(fe.clock.Now)
+	fe.fake.AddToken(testToken, "read_agents")
+	fe.fake.AddOrganization(faultOrg)
+	handler := fe.fake.Handler()
+	fe.api = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if to := fe.redirectTo.Load(); to != nil && r.URL.Query().Get("page") != "" && r.URL.Query().Get("page") != "1" {
+			http.Redirect(w, r, *to+r.URL.RequestURI(), http.StatusFound)
+			return
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(fe.api.Close)
+	fe.foreign = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fe.foreignHits.Add(1)
+		if r.Header.Get("Authorization") != "" {
+			fe.foreignWithAuth.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`[]`))
+	}))
+	t.Cleanup(fe.foreign.Close)
+	fe.url = fe.api.URL + "/v2"
+
+	// A closed port for "connection refused".
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().String()
+	l.Close()
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	transport := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if fe.refuse.Load() {
+				addr = closed
+			}
+			return dialer.DialContext(ctx, network, addr)
+		},
+		MaxIdleConnsPerHost: 8,
+	}
+	t.Cleanup(transport.CloseIdleConnections)
+	fe.transport = transport
+
+	ccfg := client.Config{
+		BaseURL:      fe.url,
+		Token:        client.StaticToken(testToken),
+		HTTPClient:   &http.Client{Transport: transport, Timeout: 30 * time.Second},
+		Now:          fe.clock.Now,
+		RetryBackoff: time.Millisecond,
+		PerPage:      perPage,
+	}
+	logger := level.NewFilter(log.NewLogfmtLogger(fe.logs), level.AllowDebug())
+	cfg := collector.Config{
+		Organizations: []string{faultOrg}, AgentDetails: true, DepartureLookups: 10,
+		Tags: []string{"size"}, QueueRetention: 24 * time.Hour, AgentRetention: time.Hour,
+		Timeout: 10 * time.Second, Now: fe.clock.Now, Logger: logger,
+	}
+	if mod != nil {
+		mod(&ccfg, &cfg)
+	}
+	if fe.client, err = client.New(ccfg); err != nil {
+		t.Fatal(err)
+	}
+	if fe.exporter, err = collector.New(fe.client, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if strings.Contains(fe.logs.String(), testToken) {
+			t.Errorf("the token appears in the logs:\n%s", fe.logs.String())
+		}
+	})
+	return fe
+}
+
+// fleet puts n agents, oldest first, in the build and deploy queues.
+func (fe *faultEnv) fleet(n int) {
+	for i := range n {
+		q := "build"
+		if i%5 == 0 {
+			q = "deploy"
+		}
+		fe.fake.PutAgent(faultOrg, buildkitetest.Agent{
+			ID: fmt.Sprintf("agent-%04d", i), Name: fmt.Sprintf("n-%04d", i), ConnectionState: "connected",
+			Hostname: fmt.Sprintf("h-%04d", i), Version: "3.80.0", Queue: q, MetaData: []string{"queue=" + q, "size=large"},
+			CreatedAt: epoch.Add(-time.Hour + time.Duration(i)*time.Second),
+		})
+	}
+}
+
+// listURL is the list endpoint for page p, as the fake would link it.
+func (fe *faultEnv) listURL(base string, p int) string {
+	return fmt.Sprintf("%s/organizations/%s/agents?page=%d&per_page=%d", base, faultOrg, p, perPage)
+}
+
+func (fe *faultEnv) requests() int { return len(fe.fake.Requests()) }
+
+// families gathers c with a pedantic registry; a gather error fails the
+// test (a duplicate or invalid series would break the whole scrape).
+func families(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if !utf8.ValidString(lp.GetValue()) {
+					t.Errorf("%s: label %s=%q is not valid UTF-8", mf.GetName(), lp.GetName(), lp.GetValue())
+				}
+			}
+		}
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	}
+	return m.GetUntyped().GetValue()
+}
+
+// sum adds up a family's series whose labels include every pair in match.
+func sum(fams map[string]*dto.MetricFamily, name string, match ...string) float64 {
+	var total float64
+	for _, m := range fams[name].GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		ok := true
+		for i := 0; i+1 < len(match); i += 2 {
+			if labels[match[i]] != match[i+1] {
+				ok = false
+			}
+		}
+		if ok {
+			total += value(m)
+		}
+	}
+	return total
+}
+
+func series(fams map[string]*dto.MetricFamily, name string) int { return len(fams[name].GetMetric()) }
+
+// fleetFamilies are the families that describe the current fleet: none of
+// them may appear while buildkite_up is 0.
+func fleetFamilies(fams map[string]*dto.MetricFamily) []string {
+	var out []string
+	for name := range fams {
+		if name == "buildkite_agent_departed_timestamp_seconds" || name == "buildkite_agent_departures_total" {
+			continue // memory of the past, kept on purpose
+		}
+		if strings.HasPrefix(name, "buildkite_agents") || strings.HasPrefix(name, "buildkite_agent_") {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// checkDown asserts a failed collection's exposition.
+func checkDown(t *testing.T, fams map[string]*dto.MetricFamily) {
+	t.Helper()
+	if got := sum(fams, "buildkite_up"); got != 0 || series(fams, "buildkite_up") != 1 {
+		t.Errorf("buildkite_up = %v (%d series), want 0", got, series(fams, "buildkite_up"))
+	}
+	if f := fleetFamilies(fams); len(f) != 0 {
+		t.Errorf("partial fleet series while buildkite_up is 0: %v", f)
+	}
+	for _, name := range []string{"buildkite_scrape_duration_seconds", "buildkite_scrape_api_requests", "buildkite_agent_departures_total"} {
+		if series(fams, name) == 0 {
+			t.Errorf("%s missing from a failed collection", name)
+		}
+	}
+	if got := sum(fams, "buildkite_agent_departures_total"); got != 0 {
+		t.Errorf("a failed collection counted %v departures", got)
+	}
+}
+
+// checkUp asserts a good collection of the whole fleet of n agents.
+func checkUp(t *testing.T, fams map[string]*dto.MetricFamily, n int) {
+	t.Helper()
+	if got := sum(fams, "buildkite_up"); got != 1 {
+		t.Errorf("buildkite_up = %v, want 1", got)
+	}
+	if got := sum(fams, "buildkite_agents"); got != float64(n) {
+		t.Errorf("buildkite_agents sums to %v, want %d", got, n)
+	}
+	if got := series(fams, "buildkite_agent_info"); got != n {
+		t.Errorf("%d buildkite_agent_info series, want %d", got, n)
+	}
+	if got := sum(fams, "buildkite_agents_by_tag", "key", "size", "value", "large"); got != float64(n) {
+		t.Errorf("buildkite_agents_by_tag{size=large} = %v, want %d", got, n)
+	}
+	if got := sum(fams, "buildkite_agent_departures_total"); got != 0 {
+		t.Errorf("%v departures counted, want 0: no agent left", got)
+	}
+}
+
+type faultCase struct {
+	name string
+	// inject starts the fault and returns what clears it.
+	inject func(fe *faultEnv) (clear func())
+	// log: substrings of the one failure log line.
+	log []string
+	// maxRequests bounds the API requests of one failing scrape.
+	maxRequests int
+	// deadline, when set, bounds each scrape (Bind) instead of the
+	// collector's Timeout; the scrape must answer within it plus slack.
+	deadline time.Duration
+	mod      func(*client.Config, *collector.Config)
+}
+
+func status(code int, body string) func(fe *faultEnv) func() {
+	return func(fe *faultEnv) func() {
+		return fe.fake.InjectFault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), Status: code, Body: body})
+	}
+}
+
+func fault(ft buildkitetest.Fault) func(fe *faultEnv) func() {
+	return func(fe *faultEnv) func() { return fe.fake.InjectFault(ft) }
+}
+
+// Bounds on requests: a failing page is tried 1 + MaxRetries (2) times
+// when the failure is worth retrying (5xx, transport errors, a body cut
+// short), once otherwise; a page fetched alongside it may be re-sent once
+// by net/http when its connection closes under it.
+func faultCases() []faultCase {
+	page := buildkitetest.MatchPage
+	return []faultCase{
+		{name: "401 unauthorized", inject: status(401, `{"message":"`+buildkitetest.MsgUnauthorized+`"}`),
+			log: []string{"HTTP 401", "unauthorized", "Authentication required"}, maxRequests: 1},
+		{name: "403 without read_agents", inject: status(403, `{"message":"Your access token doesn't have the read_agents scope"}`),
+			log: []string{"HTTP 403", "forbidden", "needs the read_agents scope"}, maxRequests: 1},
+		{name: "403 naming no scope", inject: status(403, `{"message":"Forbidden"}`),
+			log: []string{"HTTP 403", "needs the read_agents scope"}, maxRequests: 1},
+		{name: "404 organization", inject: status(404, `{"message":"`+buildkitetest.MsgNoOrganization+`"}`),
+			log: []string{"HTTP 404", "not found", "No organization found"}, maxRequests: 1},
+		{name: "500", inject: status(500, ""), log: []string{"HTTP 500", "server error"}, maxRequests: 3},
+		{name: "502 HTML page echoing the token", inject: status(502, "<html><body><h1>502 Bad Gateway</h1>"+testToken+"</body></html>"),
+			log: []string{"HTTP 502", "server error", "[REDACTED]"}, maxRequests: 3},
+		{name: "503", inject: status(503, `{"message":"Service Unavailable"}`), log: []string{"HTTP 503", "server error"}, maxRequests: 3},
+		{name: "502 on page 2 only", inject: fault(buildkitetest.Fault{Match: page(2), Status: 502}),
+			log: []string{"HTTP 502"}, maxRequests: 1 + 3 + 3},
+		{name: "connection reset", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), CloseConnection: true}),
+			// net/http itself retries a GET once on a reused connection that
+			// closed before answering: at most 2 x (1 + MaxRetries).
+			log: []string{"EOF"}, maxRequests: 6},
+		{name: "connection reset on page 3", inject: fault(buildkitetest.Fault{Match: page(3), CloseConnection: true}),
+			log: []string{"EOF"}, maxRequests: 1 + 1 + 6},
+		{name: "connection refused", inject: func(fe *faultEnv) func() {
+			fe.refuse.Store(true)
+			fe.transport.CloseIdleConnections()
+			return func() { fe.refuse.Store(false) }
+		}, log: []string{"connection refused"}, maxRequests: 0},
+		{name: "slower than the scrape deadline", inject: fault(buildkitetest.Fault{Delay: 20 * time.Second}),
+			log: []string{"deadline exceeded"}, maxRequests: 1, deadline: 300 * time.Millisecond},
+		{name: "page 3 slower than the scrape deadline", inject: fault(buildkitetest.Fault{Match: page(3), Delay: 20 * time.Second}),
+			log: []string{"deadline exceeded"}, maxRequests: 3, deadline: 300 * time.Millisecond},
+		{name: "malformed JSON", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), Malformed: true}),
+			log: []string{"malformed response"}, maxRequests: 1},
+		{name: "malformed JSON on page 2", inject: fault(buildkitetest.Fault{Match: page(2), Malformed: true}),
+			log: []string{"malformed response"}, maxRequests: 4},
+		{name: "truncated body", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), Truncate: true}),
+			log: []string{"malformed response", "unexpected EOF"}, maxRequests: 3},
+		{name: "an object instead of the array", inject: status(200, `{"agents":[]}`),
+			log: []string{"malformed response", "expected a JSON array"}, maxRequests: 1},
+		{name: "an agent without id", inject: fault(buildkitetest.Fault{Match: page(2), Status: 200,
+			Body: `[{"id":null,"name":"ghost","connection_state":"connected"}]`}),
+			log: []string{"malformed response", "without id"}, maxRequests: 4},
+		{name: "a field of the wrong type", inject: status(200, `[{"id":"x","priority":"high"}]`),
+			log: []string{"malformed response"}, maxRequests: 1},
+		{name: "wrong content type", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), ContentType: "text/html; charset=utf-8"}),
+			log: []string{"content type", "text/html"}, maxRequests: 1},
+		{name: "oversized body", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), OversizeBytes: 17 << 20}),
+			log: []string{"malformed response", "exceeds the limit"}, maxRequests: 1},
+		{name: "oversized body under a small limit", inject: fault(buildkitetest.Fault{Match: page(2), OversizeBytes: 2 << 20}),
+			log: []string{"exceeds the limit"}, maxRequests: 3,
+			mod: func(c *client.Config, _ *collector.Config) { c.MaxResponseBytes = 1 << 20 }},
+		{name: "page loop: page 1 links to itself", inject: func(fe *faultEnv) func() {
+			return fe.fake.InjectFault(buildkitetest.Fault{Match: page(1), LinkHeader: `<` + fe.listURL(fe.url, 1) + `>; rel="next"`})
+		}, log: []string{"pagination did not end", "already fetched"}, maxRequests: 1},
+		{name: "page loop: 1 -> 2 -> 1 without last", inject: func(fe *faultEnv) func() {
+			r1 := fe.fake.InjectFault(buildkitetest.Fault{Match: page(1), LinkHeader: `<` + fe.listURL(fe.url, 2) + `>; rel="next"`})
+			r2 := fe.fake.InjectFault(buildkitetest.Fault{Match: page(2), LinkHeader: `<` + fe.listURL(fe.url, 1) + `>; rel="next"`})
+			return func() { r1(); r2() }
+		}, log: []string{"pagination did not end", "already fetched"}, maxRequests: 2},
+		{name: "page cap: last page beyond the limit", inject: func(fe *faultEnv) func() {
+			return fe.fake.InjectFault(buildkitetest.Fault{Match: page(1),
+				LinkHeader: `<` + fe.listURL(fe.url, 2) + `>; rel="next", <` + fe.listURL(fe.url, 5000) + `>; rel="last"`})
+		}, log: []string{"pagination did not end", "5000"}, maxRequests: 1},
+		{name: "page cap: next links beyond MaxPages", inject: func(fe *faultEnv) func() {
+			// Without last, pages are walked one by one; each links the
+			// next as if for ever. The cap is 3 pages.
+			var removes []func()
+			for p := 1; p <= 4; p++ {
+				removes = append(removes, fe.fake.InjectFault(buildkitetest.Fault{
+					Match: page(p), LinkHeader: `<` + fe.listURL(fe.url, p+1) + `>; rel="next"`}))
+			}
+			return func() {
+				for _, r := range removes {
+					r()
+				}
+			}
+		}, log: []string{"pagination did not end", "more than 3 pages"}, maxRequests: 3,
+			mod: func(c *client.Config, _ *collector.Config) { c.MaxPages = 3 }},
+		{name: "Link to another host", inject: func(fe *faultEnv) func() {
+			return fe.fake.InjectFault(buildkitetest.Fault{Match: page(1), NextLink: fe.listURL(fe.foreign.URL+"/v2", 2)})
+		}, log: []string{"unsafe pagination link", "points to"}, maxRequests: 1},
+		{name: "Link with the token as host", inject: func(fe *faultEnv) func() {
+			return fe.fake.InjectFault(buildkitetest.Fault{Match: page(1), NextLink: "http://" + testToken + ".example/v2?page=2"})
+		}, log: []string{"unsafe pagination link", "[REDACTED]"}, maxRequests: 1},
+		{name: "redirect to another host", inject: func(fe *faultEnv) func() {
+			to := fe.foreign.URL
+			fe.redirectTo.Store(&to)
+			return func() { fe.redirectTo.Store(nil) }
+		}, log: []string{"unsafe pagination link", "redirect to another host refused"}, maxRequests: 1},
+	}
+}
+
+// TestFaultMatrix runs every fault through three failing scrapes and a
+// recovery.
+func TestFaultMatrix(t *testing.T) {
+	for _, tc := range faultCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			fe := newFaultEnv(t, tc.mod)
+			fe.fleet(fleetSize)
+			scrape := func(faulty bool) (map[string]*dto.MetricFamily, time.Duration) {
+				var c prometheus.Collector = fe.exporter
+				if faulty && tc.deadline > 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
+					defer cancel()
+					c = fe.exporter.Bind(ctx)
+				}
+				began := time.Now()
+				fams := families(t, c)
+				return fams, time.Since(began)
+			}
+			fams, _ := scrape(false)
+			checkUp(t, fams, fleetSize)
+			departedBefore := series(fams, "buildkite_agent_departed_timestamp_seconds")
+
+			clear := tc.inject(fe)
+			for i := range 3 {
+				fe.clock.Advance(time.Minute)
+				before := fe.requests()
+				fams, took := scrape(true)
+				checkDown(t, fams)
+				if got := series(fams, "buildkite_agent_departed_timestamp_seconds"); got != departedBefore {
+					t.Errorf("scrape %d: departed series %d, want %d (nothing left)", i, got, departedBefore)
+				}
+				if n := fe.requests() - before; n > tc.maxRequests {
+					t.Errorf("scrape %d made %d API requests, want at most %d", i, n, tc.maxRequests)
+				}
+				if tc.deadline > 0 && took > tc.deadline+time.Second {
+					t.Errorf("scrape %d bound to %v took %v", i, tc.deadline, took)
+				}
+			}
+			failed := fe.logs.lines(msgFailed)
+			if len(failed) != 1 {
+				t.Fatalf("three failing scrapes logged %d failure lines, want 1:\n%s", len(failed), fe.logs.String())
+			}
+			for _, want := range tc.log {
+				if !strings.Contains(failed[0], want) {
+					t.Errorf("the failure log line lacks %q:\n%s", want, failed[0])
+				}
+			}
+			if !strings.Contains(failed[0], "level=error") || !strings.Contains(failed[0], "organization="+faultOrg) {
+				t.Errorf("the failure line is not an error naming the organization: %s", failed[0])
+			}
+
+			clear()
+			if tc.deadline > 0 {
+				// The last bound scrape returned at its deadline; the shared
+				// collection it started ends just after. A scrape arriving
+				// meanwhile would join it and share its failure.
+				time.Sleep(500 * time.Millisecond)
+			}
+			fe.clock.Advance(time.Minute)
+			fams, _ = scrape(false)
+			checkUp(t, fams, fleetSize)
+			fe.clock.Advance(time.Minute)
+			fams, _ = scrape(false)
+			checkUp(t, fams, fleetSize)
+			if n := len(fe.logs.lines(msgRecover)); n != 1 {
+				t.Errorf("recovery logged %d times, want 1:\n%s", n, fe.logs.String())
+			}
+			if n := len(fe.logs.lines(msgFailed)); n != 1 {
+				t.Errorf("%d failure lines after recovery, want 1", n)
+			}
+			if n := fe.foreignHits.Load(); n != 0 {
+				t.Errorf("the other host received %d requests (%d with a token)", n, fe.foreignWithAuth.Load())
+			}
+			for _, r := range fe.fake.Requests() {
+				if r.Authorization != "Bearer "+testToken {
+					t.Errorf("a request to the API host without the token: %+v", r)
+				}
+			}
+		})
+	}
+}
+
+// A change of the kind of failure is logged; the same kind again is not.
+func TestFaultLogOncePerStateChange(t *testing.T) {
+	fe := newFaultEnv(t, nil)
+	fe.fleet(3)
+	steps := []struct {
+		code int
+		want string // a new failure line naming this, or "" for none
+	}{
+		{500, "HTTP 500"}, {500, ""}, {502, ""}, // 500 and 502 are one kind: server errors
+		{401, "HTTP 401"}, {401, ""},
+		{403, "HTTP 403"},
+		{500, "HTTP 500"},
+	}
+	families(t, fe.exporter)
+	for i, s := range steps {
+		before := len(fe.logs.lines(msgFailed))
+		remove := fe.fake.InjectFault(buildkitetest.Fault{Status: s.code})
+		fe.clock.Advance(time.Minute)
+		checkDown(t, families(t, fe.exporter))
+		remove()
+		lines := fe.logs.lines(msgFailed)
+		switch {
+		case s.want == "" && len(lines) != before:
+			t.Errorf("step %d (%d): logged again: %s", i, s.code, lines[len(lines)-1])
+		case s.want != "" && (len(lines) != before+1 || !strings.Contains(lines[len(lines)-1], s.want)):
+			t.Errorf("step %d (%d): want one new line with %q, have %d new:\n%s", i, s.code, s.want, len(lines)-before, fe.logs.String())
+		}
+	}
+	fe.clock.Advance(time.Minute)
+	checkUp(t, families(t, fe.exporter), 3)
+	if n := len(fe.logs.lines(msgRecover)); n != 1 {
+		t.Errorf("recovered logged %d times", n)
+	}
+}
+
+// A 429: no retry, no request at all until RateLimit-Reset has passed,
+// scrapes inside the window answer at once with buildkite_up 0; then it
+// recovers. The window comes from the fake's own rate limiter.
+func TestFault429NoRetryStorm(t *testing.T) {
+	fe := newFaultEnv(t, nil)
+	fe.fleet(fleetSize)
+	checkUp(t, families(t, fe.exporter), fleetSize) // 3 requests of the 60 s window
+	fe.fake.SetRateLimit(4)
+	fe.clock.Advance(10 * time.Second)
+	before := fe.requests()
+	fams := families(t, fe.exporter) // page 1 is the 4th request, pages 2 and 3 exceed the limit
+	checkDown(t, fams)
+	if n := fe.requests() - before; n > 3 {
+		t.Errorf("the scrape that hit the limit made %d requests, want at most 3 (no retries)", n)
+	}
+	if got := sum(fams, "buildkite_api_rate_limit_remaining"); got > 0 {
+		t.Errorf("rate_limit_remaining = %v, want <= 0", got)
+	}
+	// Inside the window (it resets 60 s after its first request): nothing
+	// is sent, and each scrape answers at once.
+	for i := range 5 {
+		fe.clock.Advance(9 * time.Second)
+		before := fe.requests()
+		began := time.Now()
+		checkDown(t, families(t, fe.exporter))
+		if took := time.Since(began); took > 200*time.Millisecond {
+			t.Errorf("scrape %d inside the 429 window took %v", i, took)
+		}
+		if n := fe.requests() - before; n != 0 {
+			t.Errorf("scrape %d inside the 429 window sent %d requests", i, n)
+		}
+	}
+	fe.fake.SetRateLimit(0)
+	fe.clock.Advance(10 * time.Second) // 64 s after the 429: past the reset
+	checkUp(t, families(t, fe.exporter), fleetSize)
+	failed := fe.logs.lines(msgFailed)
+	if len(failed) != 1 || !strings.Contains(failed[0], "rate limited") {
+		t.Errorf("want one failure line about the rate limit, have:\n%s", strings.Join(failed, "\n"))
+	}
+	if n := len(fe.logs.lines(msgRecover)); n != 1 {
+		t.Errorf("recovery logged %d times", n)
+	}
+}
+
+// Faults that are not failures: the listing is usable, so buildkite_up
+// stays 1 and the exposition stays valid.
+func TestFaultsTolerated(t *testing.T) {
+	nullEverything := map[string]any{}
+	for _, k := range []string{"name", "connection_state", "hostname", "ip_address", "user_agent", "version", "os_id", "arch",
+		"queue", "meta_data", "priority", "created_at", "connected_at", "disconnected_at", "lost_at", "stopped_at",
+		"last_job_finished_at", "paused", "paused_at", "paused_by", "paused_note", "paused_timeout_in_minutes", "job",
+		"creator", "url", "web_url", "graphql_id"} {
+		nullEverything[k] = nil
+	}
+	omitEverything := map[string]any{}
+	for k := range nullEverything {
+		omitEverything[k] = buildkitetest.Omit
+	}
+	tests := []struct {
+		name  string
+		agent buildkitetest.Agent
+		check func(t *testing.T, fams map[string]*dto.MetricFamily)
+	}{
+		{"unknown fields", buildkitetest.Agent{Extra: map[string]any{
+			"cluster_id": "c1", "spot": true, "tags": map[string]any{"a": []any{1, "b", nil}}, "future_field": []any{map[string]any{}},
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			if got := sum(fams, "buildkite_agents", "queue", "q", "connection_state", "connected"); got != 1 {
+				t.Errorf("agent with unknown fields not counted: %v", got)
+			}
+		}},
+		{"unknown connection state", buildkitetest.Agent{Extra: map[string]any{"connection_state": "hibernating"}},
+			func(t *testing.T, fams map[string]*dto.MetricFamily) {
+				if got := sum(fams, "buildkite_agents", "queue", "q", "connection_state", "hibernating"); got != 1 {
+					t.Errorf("buildkite_agents{connection_state=hibernating} = %v, want 1", got)
+				}
+				if got := sum(fams, "buildkite_agents", "queue", "q", "connection_state", "connected"); got != 0 || series(fams, "buildkite_agents") != 3 {
+					t.Errorf("connected should be zero-filled beside the new state")
+				}
+				if got := sum(fams, "buildkite_agents_idle", "queue", "q"); got != 0 {
+					t.Errorf("an agent in an unknown state counted idle")
+				}
+				if got := sum(fams, "buildkite_agent_info", "connection_state", "hibernating"); got != 1 {
+					t.Errorf("agent_info lacks the new state")
+				}
+			}},
+		{"unknown job state", buildkitetest.Agent{Job: &buildkitetest.Job{ID: "j", State: "teleporting"}},
+			func(t *testing.T, fams map[string]*dto.MetricFamily) {
+				if got := sum(fams, "buildkite_agents_busy", "queue", "q"); got != 1 {
+					t.Errorf("an agent with a job in an unknown state is busy: %v", got)
+				}
+			}},
+		{"nulls everywhere", buildkitetest.Agent{Extra: nullEverything},
+			func(t *testing.T, fams map[string]*dto.MetricFamily) {
+				if got := sum(fams, "buildkite_agents", "queue", "default", "connection_state", ""); got != 1 {
+					t.Errorf("an agent of nulls is counted in queue default with state \"\": %v", got)
+				}
+				for _, absent := range []string{"buildkite_agent_priority", "buildkite_agent_created_timestamp_seconds",
+					"buildkite_agent_connected_timestamp_seconds", "buildkite_agent_last_job_finished_timestamp_seconds",
+					"buildkite_agent_job_started_timestamp_seconds", "buildkite_agent_meta_data"} {
+					if series(fams, absent) != 0 {
+						t.Errorf("%s from null fields", absent)
+					}
+				}
+			}},
+		{"fields missing", buildkitetest.Agent{Extra: omitEverything},
+			func(t *testing.T, fams map[string]*dto.MetricFamily) {
+				if got := series(fams, "buildkite_agent_info"); got != 1 {
+					t.Errorf("agent_info series: %d", got)
+				}
+			}},
+		{"empty strings", buildkitetest.Agent{Extra: map[string]any{"queue": "", "meta_data": []any{"", "queue=", "=", "k"}, "created_at": ""}},
+			func(t *testing.T, fams map[string]*dto.MetricFamily) {
+				if got := sum(fams, "buildkite_agents", "queue", "default"); got != 1 {
+					t.Errorf("empty queue and queue= tag: not in default: %v", got)
+				}
+			}},
+		{"meta_data with nulls", buildkitetest.Agent{Extra: map[string]any{"queue": buildkitetest.Omit, "meta_data": []any{nil, "queue=q", nil}}},
+			func(t *testing.T, fams map[string]*dto.MetricFamily) {
+				if got := sum(fams, "buildkite_agents", "queue", "q"); got != 1 {
+					t.Errorf("queue from meta_data with nulls around it: %v", got)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fe := newFaultEnv(t, nil)
+			a := tt.agent
+			a.ID, a.ConnectionState, a.CreatedAt = "tolerated", "connected", epoch.Add(-time.Hour)
+			if a.Queue == "" {
+				a.Queue = "q"
+			}
+			fe.fake.PutAgent(faultOrg, a)
+			fams := families(t, fe.exporter)
+			if got := sum(fams, "buildkite_up"); got != 1 {
+				t.Fatalf("buildkite_up = %v, want 1; logs:\n%s", got, fe.logs.String())
+			}
+			tt.check(t, fams)
+			lint(t, fe.exporter)
+			if n := len(fe.logs.lines("level=error")); n != 0 {
+				t.Errorf("errors logged:\n%s", fe.logs.String())
+			}
+		})
+	}
+}
+
+// Invalid UTF-8 in every string the API sends, tags included, on the wire
+// as raw bytes: label values come out valid and the scrape gathers.
+func TestFaultInvalidUTF8(t *testing.T) {
+	fe := newFaultEnv(t, func(_ *client.Config, c *collector.Config) { c.Tags = []string{"size", "t\xffeam", "queue"} })
+	body := "[" +
+		`{"id":"u1\xff","name":"n\xfe\xff","connection_state":"conn\xc3ected","hostname":"h\xed\xa0\x80","ip_address":"1\xff",` +
+		`"user_agent":"buildkite-agent/3 (li\xffnux; am\xfed64)","version":"3.\xff","queue":"q\xff","os_id":null,"arch":null,` +
+		`"meta_data":["queue=b\xffuild","size=\xff","t\xffeam=\xfe","\xff","k=\xc0\xaf","size=\xfe"],"created_at":"2026-11-01T11:00:00.000Z"},` +
+		`{"id":"u1\xfe","name":"duplicate after repair","connection_state":"connected","queue":"q"},` +
+		`{"id":"u2","name":"plain","connection_state":"connected","meta_data":["queue=\xff\xfe","size=\ud800"]}` +
+		"]"
+	body = regexp.MustCompile(`\\x[0-9a-f]{2}`).ReplaceAllStringFunc(body, func(h string) string {
+		b, _ := strconv.ParseUint(h[2:], 16, 8)
+		return string([]byte{byte(b)})
+	})
+	if utf8.ValidString(body) {
+		t.Fatal("the body should hold invalid UTF-8")
+	}
+	remove := fe.fake.InjectFault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), Status: 200, Body: body})
+	fams := families(t, fe.exporter) // fails on any invalid label value or duplicate series
+	if got := sum(fams, "buildkite_up"); got != 1 {
+		t.Fatalf("buildkite_up = %v; logs:\n%s", got, fe.logs.String())
+	}
+	if got := sum(fams, "buildkite_agents"); got < 2 {
+		t.Errorf("buildkite_agents = %v, want the agents counted", got)
+	}
+	lint(t, fe.exporter)
+	// The agents leave: their departed series carry repaired labels too.
+	remove()
+	fe.clock.Advance(time.Minute)
+	fams = families(t, fe.exporter)
+	if got := series(fams, "buildkite_agent_departed_timestamp_seconds"); got < 2 {
+		t.Errorf("departed series: %d", got)
+	}
+}
+
+// Pages shift while the client reads them (agents join and leave between
+// pages): agents repeated at a page boundary count once, and an agent a
+// shift hid is not taken for a departure.
+func TestFaultShiftingPages(t *testing.T) {
+	fe := newFaultEnv(t, func(c *client.Config, _ *collector.Config) { c.PageConcurrency = 1 })
+	fe.fleet(fleetSize)
+	checkUp(t, families(t, fe.exporter), fleetSize)
+
+	// Duplicates: before page 2 is built, an agent older than all joins
+	// at the front; every later page starts with the last agent of the
+	// page before.
+	var once sync.Once
+	fe.fake.OnListPage(func(org string, page int) {
+		if page == 2 {
+			once.Do(func() {
+				fe.fake.PutAgent(faultOrg, buildkitetest.Agent{ID: "agent-old", Name: "old", ConnectionState: "connected",
+					Queue: "build", MetaData: []string{"size=large"}, CreatedAt: epoch.Add(-48 * time.Hour)})
+			})
+		}
+	})
+	fe.clock.Advance(time.Minute)
+	fams := families(t, fe.exporter)
+	// agent-old was not on page 1 when it was read; the shift repeats the
+	// last agent of pages 1 and 2 and spills the newest onto page 4.
+	checkUp(t, fams, fleetSize)
+	fe.clock.Advance(time.Minute)
+	checkUp(t, families(t, fe.exporter), fleetSize+1)
+
+	// Skips: after page 1 is read, an agent on it leaves; page 2 then
+	// starts one later and the agent that moved onto page 1 is missed.
+	var once2 sync.Once
+	fe.fake.OnListPage(func(org string, page int) {
+		if page == 2 {
+			once2.Do(func() { fe.fake.SetConnectionState(faultOrg, "agent-0000", "stopped") })
+		}
+	})
+	fe.clock.Advance(time.Minute)
+	fams = families(t, fe.exporter)
+	if got := sum(fams, "buildkite_up"); got != 1 {
+		t.Fatalf("buildkite_up = %v", got)
+	}
+	// agent-0000 left (looked up: stopped); the agent the shift hid (the
+	// first of page 2) is not a departure: Get shows it connected.
+	if got := sum(fams, "buildkite_agent_departures_total"); got != 0 {
+		t.Errorf("departures counted while agent-0000 was still on page 1 when read: %v", got)
+	}
+	fe.fake.OnListPage(nil)
+	fe.clock.Advance(time.Minute)
+	fams = families(t, fe.exporter)
+	if got := sum(fams, "buildkite_agent_departures_total"); got != 1 {
+		t.Errorf("departures = %v, want 1 (agent-0000, stopped)", got)
+	}
+	if got := sum(fams, "buildkite_agent_departures_total", "connection_state", "stopped", "queue", "deploy"); got != 1 {
+		t.Errorf("agent-0000 should depart from deploy as stopped")
+	}
+	if got := series(fams, "buildkite_agent_info"); got != fleetSize {
+		t.Errorf("%d agents listed, want %d", got, fleetSize)
+	}
+}
+
+func lint(t *testing.T, c prometheus.Collector) {
+	t.Helper()
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}

@@ -1,0 +1,392 @@
+package collector_test
+
+// Load and soak: many concurrent scrapes share collections and leave no
+// goroutines behind; thousands of collections of a churning fleet keep the
+// heap, the goroutines and the exporter's memory of departed agents and
+// queues bounded by the retention settings.
+//
+// The CI variant is short. A long soak:
+//
+//	SOAK_COLLECTIONS=200000 go test -run '^TestSoak$' -count=1 -timeout 60m -v ./collector/
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/buildkitetest"
+	"github.com/buildkite-exporter/buildkite_exporter/collector"
+)
+
+// drain collects c once and discards the metrics.
+func drain(c prometheus.Collector) int {
+	ch := make(chan prometheus.Metric, 256)
+	done := make(chan int)
+	go func() {
+		n := 0
+		for range ch {
+			n++
+		}
+		done <- n
+	}()
+	c.Collect(ch)
+	close(ch)
+	return <-done
+}
+
+// settledGoroutines waits for goroutines to wind down to at most want and
+// returns the count.
+func settledGoroutines(want int) int {
+	n := runtime.NumGoroutine()
+	for deadline := time.Now().Add(3 * time.Second); n > want && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return n
+}
+
+// 100 scrapes at once through the real client and the fake over HTTP:
+// they share collections (singleflight), so the API sees a handful of
+// requests, and no goroutine outlives them.
+func TestConcurrentCollect100(t *testing.T) {
+	fe := newFaultEnv(t, nil)
+	fe.fleet(fleetSize)
+	drain(fe.exporter) // warm: connections open, memory filled
+	slow := fe.fake.InjectFault(buildkitetest.Fault{Delay: 100 * time.Millisecond})
+	before := runtime.NumGoroutine()
+	requests := fe.requests()
+
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	counts := make([]int, 100)
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			counts[i] = drain(fe.exporter)
+		}()
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	took := time.Since(began)
+
+	// One collection is 3 pages; the 100 scrapes arrive within
+	// microseconds of each other, far inside the first collection's 200ms.
+	if n := fe.requests() - requests; n > 6 {
+		t.Errorf("100 concurrent scrapes made %d API requests, want at most 6 (shared collections of 3 pages)", n)
+	}
+	for i, n := range counts {
+		if n != counts[0] {
+			t.Errorf("scrape %d got %d metrics, scrape 0 got %d", i, n, counts[0])
+			break
+		}
+	}
+	if took > 30*time.Second {
+		t.Errorf("100 concurrent scrapes took %v", took)
+	}
+	if after := settledGoroutines(before + 5); after > before+5 {
+		t.Errorf("goroutines: %d before, %d after 100 concurrent scrapes", before, after)
+	}
+
+	// And when the API hangs past the scrapes' deadlines: they all answer
+	// by their deadline, and nothing is left waiting.
+	slow()
+	fe.fake.InjectFault(buildkitetest.Fault{Delay: 30 * time.Second})
+	fe.clock.Advance(time.Minute)
+	before = runtime.NumGoroutine()
+	requests = fe.requests()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	began = time.Now()
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			drain(fe.exporter.Bind(ctx))
+		}()
+	}
+	wg.Wait()
+	if took := time.Since(began); took > 2*time.Second {
+		t.Errorf("100 scrapes bound to 300ms took %v against a hanging API", took)
+	}
+	if n := fe.requests() - requests; n > 1 {
+		t.Errorf("100 scrapes of a hanging API made %d requests, want 1 (page 1 hangs)", n)
+	}
+	if after := settledGoroutines(before + 5); after > before+5 {
+		t.Errorf("goroutines: %d before, %d after 100 scrapes of a hanging API", before, after)
+	}
+}
+
+// churnAPI is an in-memory Buildkite for the soak: fast, deterministic,
+// and able to fail now and then.
+type churnAPI struct {
+	mu     sync.Mutex
+	listed map[string]client.Agent // connected and stopping
+	gone   map[string]string       // id -> the state Get reports; "" = 404
+	fail   bool
+}
+
+func (c *churnAPI) ListAgents(ctx context.Context, org string, _ client.ListOptions) (*client.AgentList, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail {
+		return nil, fmt.Errorf("GET /organizations/%s/agents: %w", org, client.ErrServer)
+	}
+	list := &client.AgentList{Pages: 1}
+	for _, a := range c.listed {
+		list.Agents = append(list.Agents, a)
+	}
+	sort.Slice(list.Agents, func(i, j int) bool { return list.Agents[i].ID < list.Agents[j].ID })
+	return list, nil
+}
+
+func (c *churnAPI) GetAgent(ctx context.Context, org, id string) (*client.Agent, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.listed[id]; ok {
+		return &a, nil
+	}
+	if st, ok := c.gone[id]; ok && st != "" {
+		return &client.Agent{ID: id, ConnectionState: st}, nil
+	}
+	return nil, fmt.Errorf("GET agent %s: %w", id, client.ErrNotFound)
+}
+
+func (c *churnAPI) RateLimit(string) (client.RateLimit, bool) {
+	return client.RateLimit{Limit: 200, Remaining: 150, Reset: 30}, true
+}
+
+// soakModel is what the exporter should remember, worked out
+// independently: when each agent and queue was last seen in a successful
+// listing.
+type soakModel struct {
+	present       map[string][]string  // id -> queues, as of the last successful listing
+	lastSeen      map[string]time.Time // id -> last successful listing that had it
+	departed      map[string]time.Time // id -> lastSeen, for agents that left
+	queueLastSeen map[string]time.Time
+}
+
+func (m *soakModel) listed(agents []client.Agent, now time.Time) {
+	current := map[string][]string{}
+	for _, a := range agents {
+		qs := queuesOf(a)
+		current[a.ID] = qs
+		m.lastSeen[a.ID] = now
+		for _, q := range qs {
+			m.queueLastSeen[q] = now
+		}
+	}
+	for id := range m.present {
+		if _, ok := current[id]; !ok {
+			m.departed[id] = m.lastSeen[id]
+			delete(m.lastSeen, id)
+		}
+	}
+	m.present = current
+}
+
+// expected returns the departed agents and known queues at now.
+func (m *soakModel) expected(now time.Time, agentRetention, queueRetention time.Duration) (departed, queues int) {
+	for id, seen := range m.departed {
+		if now.Sub(seen) <= agentRetention {
+			departed++
+		} else {
+			delete(m.departed, id)
+		}
+	}
+	for q, seen := range m.queueLastSeen {
+		if now.Sub(seen) <= queueRetention {
+			queues++
+		} else {
+			delete(m.queueLastSeen, q)
+		}
+	}
+	return departed, queues
+}
+
+func queuesOf(a client.Agent) []string {
+	if a.Queue != "" {
+		return []string{a.Queue}
+	}
+	var qs []string
+	for _, md := range a.MetaData {
+		if len(md) > 6 && md[:6] == "queue=" {
+			qs = append(qs, md[6:])
+		}
+	}
+	if len(qs) == 0 {
+		return []string{"default"}
+	}
+	return qs
+}
+
+func soakCollections(t *testing.T) int {
+	if s := os.Getenv("SOAK_COLLECTIONS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 100 {
+			t.Fatalf("SOAK_COLLECTIONS=%q: want a number of at least 100", s)
+		}
+		return n
+	}
+	if testing.Short() {
+		return 300
+	}
+	return 1000
+}
+
+// TestSoak: a fleet churns for thousands of collections, one simulated
+// minute apart. Agents join and leave in every state Buildkite reports,
+// queues appear and vanish, listings fail now and then. The exporter's
+// memory must track the retention settings exactly, and heap and
+// goroutines stay flat.
+func TestSoak(t *testing.T) {
+	const (
+		agentRetention = time.Hour
+		queueRetention = 2 * time.Hour
+	)
+	n := soakCollections(t)
+	clock := &fakeClock{now: epoch}
+	api := &churnAPI{listed: map[string]client.Agent{}, gone: map[string]string{}}
+	exporter, err := collector.New(api, collector.Config{
+		Organizations: []string{"acme"}, AgentDetails: true, DepartureLookups: 5,
+		Queues: []string{"always"}, Tags: []string{"size"},
+		QueueRetention: queueRetention, AgentRetention: agentRetention,
+		Timeout: 10 * time.Second, Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := &soakModel{present: map[string][]string{}, lastSeen: map[string]time.Time{},
+		departed: map[string]time.Time{}, queueLastSeen: map[string]time.Time{}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	states := []string{"stopped", "lost", "disconnected", "", "never_connected"}
+	nextID := 0
+
+	var baseHeap uint64
+	var baseGoroutines int
+	warmup := n / 5
+	maxDeparted, maxQueues := 0, 0
+	for step := range n {
+		// Queues roll: every 100 minutes a new one opens and the oldest
+		// stops getting agents, so queues keep appearing and vanishing.
+		generation := step / 100
+		api.mu.Lock()
+		for range rng.IntN(3) {
+			nextID++
+			q := fmt.Sprintf("q%d", generation+rng.IntN(3))
+			a := client.Agent{
+				ID: fmt.Sprintf("agent-%07d", nextID), Name: fmt.Sprintf("n-%d", nextID), ConnectionState: "connected",
+				Hostname: fmt.Sprintf("h-%d", nextID), Version: fmt.Sprintf("3.%d.0", rng.IntN(4)),
+				MetaData:  []string{"size=" + []string{"s", "m", "l"}[rng.IntN(3)]},
+				CreatedAt: clock.Now(),
+			}
+			if rng.IntN(4) == 0 { // several queues from tags
+				a.MetaData = append(a.MetaData, "queue="+q, fmt.Sprintf("queue=q%d", generation+rng.IntN(3)))
+			} else {
+				a.Queue = q
+			}
+			if rng.IntN(3) == 0 {
+				a.Job = &client.Job{ID: "j", State: "running", StartedAt: clock.Now()}
+			}
+			api.listed[a.ID] = a
+		}
+		for id, a := range api.listed {
+			// Agents of old generations leave faster, so their queues empty.
+			p := 0.02
+			if len(a.Queue) > 1 && a.Queue != fmt.Sprintf("q%d", generation) && step%100 > 50 {
+				p = 0.1
+			}
+			switch r := rng.Float64(); {
+			case r < p:
+				delete(api.listed, id)
+				api.gone[id] = states[rng.IntN(len(states))]
+			case r < p+0.01 && a.ConnectionState == "connected":
+				a.ConnectionState = "stopping"
+				api.listed[id] = a
+			}
+		}
+		api.fail = step%97 == 96 // a failed listing now and then
+		var listing []client.Agent
+		if !api.fail {
+			for _, a := range api.listed {
+				listing = append(listing, a)
+			}
+		}
+		// Get of agents long gone is forgotten (Buildkite answers 404).
+		if len(api.gone) > 5000 {
+			clear(api.gone)
+		}
+		failing := api.fail
+		api.mu.Unlock()
+
+		clock.Advance(time.Minute)
+		if !failing {
+			model.listed(listing, clock.Now())
+		}
+		sample := step%50 == 0 || step == n-1
+		if !sample {
+			drain(exporter)
+			continue
+		}
+		fams := families(t, exporter)
+		if got := sum(fams, "buildkite_up"); got != map[bool]float64{true: 0, false: 1}[failing] {
+			t.Fatalf("step %d: buildkite_up = %v (failing %v)", step, got, failing)
+		}
+		wantDeparted, wantQueues := model.expected(clock.Now(), agentRetention, queueRetention)
+		if got := series(fams, "buildkite_agent_departed_timestamp_seconds"); got != wantDeparted {
+			t.Fatalf("step %d: %d departed-agent series, want %d (agent retention %v)", step, got, wantDeparted, agentRetention)
+		}
+		queues := map[string]bool{}
+		for _, name := range []string{"buildkite_agents", "buildkite_agent_departures_total"} {
+			for _, m := range fams[name].GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "queue" {
+						queues[lp.GetValue()] = true
+					}
+				}
+			}
+		}
+		if !failing && len(queues) != wantQueues+1 { // + the configured queue
+			t.Fatalf("step %d: %d queue labels, want %d known + 1 configured", step, len(queues), wantQueues)
+		}
+		if failing && len(queues) > wantQueues+1 {
+			t.Fatalf("step %d (failed listing): %d queue labels, more than the %d known + 1", step, len(queues), wantQueues)
+		}
+		maxDeparted, maxQueues = max(maxDeparted, wantDeparted), max(maxQueues, len(queues))
+
+		if step >= warmup && baseHeap == 0 {
+			baseHeap, baseGoroutines = heapAfterGC(), runtime.NumGoroutine()
+		}
+	}
+	finalHeap, finalGoroutines := heapAfterGC(), runtime.NumGoroutine()
+	t.Logf("%d collections: heap %d KiB after warm-up, %d KiB at the end; goroutines %d -> %d; at most %d departed agents and %d queue labels exposed",
+		n, baseHeap>>10, finalHeap>>10, baseGoroutines, finalGoroutines, maxDeparted, maxQueues)
+	if finalHeap > baseHeap+max(baseHeap/2, 4<<20) {
+		t.Errorf("heap grew from %d KiB to %d KiB over the soak", baseHeap>>10, finalHeap>>10)
+	}
+	if finalGoroutines > baseGoroutines+2 {
+		t.Errorf("goroutines grew from %d to %d over the soak", baseGoroutines, finalGoroutines)
+	}
+	if maxDeparted == 0 || maxQueues < 4 {
+		t.Errorf("the soak did not churn: at most %d departed, %d queues", maxDeparted, maxQueues)
+	}
+}
+
+func heapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
