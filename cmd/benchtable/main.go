@@ -1,0 +1,657 @@
+// Command benchtable measures the exporter against the fake Buildkite API
+// and prints one table: agents x latency x page concurrency, with wall
+// time against the ideal, API requests, CPU, peak heap, RSS and exposition
+// size; then exposition size and write time with and without per-agent
+// details, 20 concurrent scrapes, and the idle RSS of the built exporter.
+//
+//	go run ./cmd/benchtable
+//
+// The fake runs in a child process (this binary with -fake), so that the
+// CPU, heap and RSS measured here are the exporter's alone: the client and
+// the collector run in this process, wired as main.go wires them, and a
+// scrape is what /metrics does (gather, then text encoding).
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/collector"
+	"github.com/buildkite-exporter/buildkite_exporter/internal/benchtable"
+)
+
+func main() {
+	fakeAgents := flag.Int("fake", -1, "internal: serve the fake with this many agents")
+	sizes := flag.String("agents", "1000,10000,50000", "fleet sizes")
+	latencies := flag.String("latency", "0s,50ms", "API latencies")
+	concs := flag.String("concurrency", "8,1", "page concurrencies")
+	binary := flag.Bool("binary", true, "also build the exporter and measure its idle RSS and 20 concurrent scrapes")
+	flag.Parse()
+	if *fakeAgents >= 0 {
+		serveFake(*fakeAgents)
+		return
+	}
+	if err := run(ints(*sizes), durations(*latencies), ints(*concs), *binary); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+}
+
+// serveFake is the child: it prints its base URL and serves until stdin
+// closes.
+func serveFake(agents int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv := &http.Server{Handler: benchtable.ControlHandler(agents)}
+	go srv.Serve(ln)
+	fmt.Printf("http://%s\n", ln.Addr())
+	io.Copy(io.Discard, os.Stdin)
+}
+
+type fake struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	root string // http://host:port
+}
+
+func startFake(agents int) (*fake, error) {
+	cmd := exec.Command(os.Args[0], "-fake", strconv.Itoa(agents))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("fake: %w", err)
+	}
+	return &fake{cmd: cmd, in: in, root: strings.TrimSpace(line)}, nil
+}
+
+func (f *fake) stop() {
+	f.in.Close()
+	f.cmd.Wait()
+}
+
+func (f *fake) get(path string) (string, error) {
+	resp, err := http.Get(f.root + path)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("%s: %s", path, b)
+	}
+	return string(b), err
+}
+
+func (f *fake) setLatency(d time.Duration) error {
+	_, err := f.get("/__bench/latency?d=" + d.String())
+	return err
+}
+
+func (f *fake) requests() int64 {
+	s, err := f.get("/__bench/requests")
+	if err != nil {
+		panic(err)
+	}
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// exporter is the client and collector as main.go builds them with the
+// flags' defaults, apart from page concurrency and details.
+func newExporter(url string, conc int, details bool, minInterval time.Duration) (*collector.Exporter, error) {
+	api, err := client.New(client.Config{BaseURL: url, Token: client.StaticToken(benchtable.Token), PageConcurrency: conc})
+	if err != nil {
+		return nil, err
+	}
+	return collector.New(api, collector.Config{
+		Organizations: []string{benchtable.Org}, AgentDetails: details, QueueRetention: 24 * time.Hour,
+		AgentRetention: time.Hour, DepartureLookups: 10, MinInterval: minInterval, Timeout: 5 * time.Minute,
+	})
+}
+
+type countingWriter struct{ n int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// scrape does what /metrics does for one request and returns the
+// exposition size and the collection's snapshot.
+func scrape(e *collector.Exporter) (int64, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(e.Bind(context.Background())); err != nil {
+		return 0, err
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	var w countingWriter
+	enc := expfmt.NewEncoder(&w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return 0, err
+		}
+	}
+	for _, st := range e.Status() {
+		if st.Latest == nil || !st.Latest.OK() {
+			return 0, fmt.Errorf("collection failed: %v", st.Latest.Err)
+		}
+	}
+	return w.n, nil
+}
+
+// heapSampler records the peak of live plus not yet swept heap objects.
+type heapSampler struct {
+	peak atomic.Uint64
+	stop chan struct{}
+	done chan struct{}
+}
+
+func heapObjects() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+func startHeapSampler() *heapSampler {
+	h := &heapSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	h.peak.Store(heapObjects())
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+				if v := heapObjects(); v > h.peak.Load() {
+					h.peak.Store(v)
+				}
+			}
+		}
+	}()
+	return h
+}
+
+func (h *heapSampler) finish() uint64 {
+	close(h.stop)
+	<-h.done
+	if v := heapObjects(); v > h.peak.Load() {
+		h.peak.Store(v)
+	}
+	return h.peak.Load()
+}
+
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+type cell struct {
+	agents, conc int
+	latency      time.Duration
+	reps         int
+	wall         time.Duration // median
+	collect      time.Duration // the collection's own duration, median
+	ideal        time.Duration
+	requests     int64 // per scrape, from the fake; the same every repetition or -1
+	clientReqs   int64 // as the collection counted them
+	cpu          time.Duration
+	peakHeap     uint64 // above the post-GC baseline, max over repetitions
+	rss          int64
+	expo         int64
+	note         string
+}
+
+func (c *cell) pages() int { return (c.agents + 99) / 100 }
+
+func reps(agents int, latency time.Duration, conc int) int {
+	switch {
+	case agents >= 50000:
+		return 1 // 500 pages: seconds of CPU a scrape, 25 s at 50 ms one page at a time
+	case agents >= 10000:
+		return 3
+	default:
+		return 5
+	}
+}
+
+func measure(f *fake, agents, conc int, latency time.Duration) (*cell, error) {
+	c := &cell{agents: agents, conc: conc, latency: latency, reps: reps(agents, latency, conc)}
+	p := c.pages()
+	c.ideal = latency * time.Duration(1+(p-1+conc-1)/conc)
+	e, err := newExporter(f.root+"/v2", conc, true, 0)
+	if err != nil {
+		return nil, err
+	}
+	// Warm-up without latency: connections, the fake's recording of each
+	// page, and the exporter's memory of the fleet (steady state).
+	if err := f.setLatency(0); err != nil {
+		return nil, err
+	}
+	if _, err := scrape(e); err != nil {
+		return nil, err
+	}
+	if err := f.setLatency(latency); err != nil {
+		return nil, err
+	}
+	var walls, collects []time.Duration
+	var cpu time.Duration
+	c.requests = -2
+	for range c.reps {
+		runtime.GC()
+		base := heapObjects()
+		r0 := f.requests()
+		cpu0 := benchtable.CPUTime()
+		h := startHeapSampler()
+		start := time.Now()
+		n, err := scrape(e)
+		wall := time.Since(start)
+		peak := h.finish()
+		cpu += benchtable.CPUTime() - cpu0
+		if err != nil {
+			return nil, err
+		}
+		walls = append(walls, wall)
+		reqs := f.requests() - r0
+		if c.requests == -2 {
+			c.requests = reqs
+		} else if c.requests != reqs {
+			c.requests = -1
+		}
+		c.clientReqs = e.Status()[0].Latest.Requests
+		collects = append(collects, e.Status()[0].Latest.Duration())
+		c.expo = n
+		if peak > base && peak-base > c.peakHeap {
+			c.peakHeap = peak - base
+		}
+	}
+	slices.Sort(walls)
+	c.wall = walls[len(walls)/2]
+	slices.Sort(collects)
+	c.collect = collects[len(collects)/2]
+	c.cpu = cpu / time.Duration(c.reps)
+	c.rss = procStatus(os.Getpid(), "VmRSS")
+	return c, nil
+}
+
+func mb(b float64) string { return fmt.Sprintf("%.1f MB", b/(1<<20)) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/1e6) }
+
+func run(sizes []int, latencies []time.Duration, concs []int, binary bool) error {
+	start := time.Now()
+	fmt.Printf("benchtable: %s, %s/%s, GOMAXPROCS %d, %d CPUs; load average at start: %s\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(), loadavg())
+	fmt.Println("In-process exporter (client + collector + gather + text encoding, as /metrics); the fake API in a child process,")
+	fmt.Println("answers recorded on first request and replayed, with the latency added per request. Per cell: one warm-up scrape")
+	fmt.Println("at 0 ms, then the repetitions; wall = median; CPU = getrusage user+sys of this process per scrape; peak heap =")
+	fmt.Println("max heap objects above the post-GC baseline (sampled every 1 ms); RSS = VmRSS after the cell (cells run smallest")
+	fmt.Println("fleet first; the process keeps what earlier cells grew). Per-agent details on (the flag's default).")
+	fmt.Println()
+	var cells []*cell
+	var expoRows []string
+	for _, n := range sizes {
+		f, err := startFake(n)
+		if err != nil {
+			return err
+		}
+		for _, lat := range latencies {
+			for _, conc := range concs {
+				c, err := measure(f, n, conc, lat)
+				if err != nil {
+					f.stop()
+					return fmt.Errorf("%d agents, %v, concurrency %d: %w", n, lat, conc, err)
+				}
+				cells = append(cells, c)
+				fmt.Fprintf(os.Stderr, "  measured %d agents %v c=%d: %v (%s elapsed)\n", n, lat, conc, c.wall, time.Since(start).Round(time.Second))
+			}
+		}
+		rows, err := exposition(f, n)
+		if err != nil {
+			f.stop()
+			return err
+		}
+		expoRows = append(expoRows, rows...)
+		f.stop()
+	}
+
+	fmt.Printf("%7s %7s %4s %6s %9s %9s %9s %6s %6s %8s %8s %9s %10s %9s %9s %10s %10s\n",
+		"agents", "latency", "conc", "pages", "scrape", "collect", "ideal", "ratio", "ratioC", "vs c=1", "requests", "CPU", "CPU/1k", "heap", "heap/1k", "RSS", "expo")
+	for _, c := range cells {
+		ratio, ratioC, speed := "-", "-", "-"
+		if c.ideal > 0 {
+			ratio = fmt.Sprintf("%.2f", float64(c.wall)/float64(c.ideal))
+			ratioC = fmt.Sprintf("%.2f", float64(c.collect)/float64(c.ideal))
+		}
+		if c.conc != 1 {
+			for _, o := range cells {
+				if o.agents == c.agents && o.latency == c.latency && o.conc == 1 {
+					speed = fmt.Sprintf("%.1fx", float64(o.wall)/float64(c.wall))
+				}
+			}
+		}
+		reqs := strconv.FormatInt(c.requests, 10)
+		if c.requests < 0 {
+			reqs = "varied"
+		} else if c.requests != int64(c.pages()) || c.clientReqs != c.requests {
+			reqs += "!"
+		}
+		k := float64(c.agents) / 1000
+		fmt.Printf("%7d %7s %4d %6d %9s %9s %9s %6s %6s %8s %8s %9s %10s %9s %9s %10s %10s\n",
+			c.agents, c.latency, c.conc, c.pages(), ms(c.wall), ms(c.collect), ms(c.ideal), ratio, ratioC, speed, reqs,
+			ms(c.cpu), fmt.Sprintf("%.1f ms", float64(c.cpu)/1e6/k), mb(float64(c.peakHeap)), mb(float64(c.peakHeap)/k),
+			mb(float64(c.rss)), mb(float64(c.expo)))
+	}
+	fmt.Println("scrape = wall time of the whole /metrics answer (collection, gather, text encoding); collect = the collection alone")
+	fmt.Println("(listing, decoding, snapshot); ratio = scrape / ideal, ratioC = collect / ideal, ideal = latency x (1 + ceil((pages-1)")
+	fmt.Println("/concurrency)); vs c=1 = scrape wall at concurrency 1 / scrape wall; CPU, heap, RSS, expo: whole scrape;")
+	fmt.Println("requests = API requests the fake received per scrape (! if not ceil(agents/100) or not what the client counted);")
+	fmt.Println("repetitions per cell: 5 at 1,000 agents, 3 at 10,000, 1 at 50,000 (seconds of CPU per scrape; 25 s at 50 ms, c=1).")
+	fmt.Println()
+	fmt.Printf("Time to write /metrics (collection served from memory: --collector.min-interval), CPU per write (3 writes, 1 at 50,000):\n")
+	fmt.Printf("%7s %-11s %12s %9s %9s %10s\n", "agents", "details", "bytes", "series", "CPU", "CPU/1k")
+	for _, r := range expoRows {
+		fmt.Println(r)
+	}
+	fmt.Println()
+	if err := concurrentScrapes(); err != nil {
+		return err
+	}
+	if binary {
+		if err := idleRSS(); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\nload average at end: %s; total %s\n", loadavg(), time.Since(start).Round(time.Second))
+	return nil
+}
+
+// exposition measures writing /metrics from a collection in memory.
+func exposition(f *fake, n int) ([]string, error) {
+	if err := f.setLatency(0); err != nil {
+		return nil, err
+	}
+	var rows []string
+	for _, details := range []bool{true, false} {
+		e, err := newExporter(f.root+"/v2", 8, details, time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := scrape(e); err != nil { // the collection, kept for an hour
+			return nil, err
+		}
+		writes := 3
+		if n >= 50000 {
+			writes = 1
+		}
+		var size int64
+		cpu0 := benchtable.CPUTime()
+		for range writes {
+			if size, err = scrape(e); err != nil {
+				return nil, err
+			}
+		}
+		cpu := (benchtable.CPUTime() - cpu0) / time.Duration(writes)
+		series, err := countSeries(e)
+		if err != nil {
+			return nil, err
+		}
+		name := "on"
+		if !details {
+			name = "off"
+		}
+		rows = append(rows, fmt.Sprintf("%7d %-11s %12d %9d %9s %10s", n, name, size, series, ms(cpu),
+			fmt.Sprintf("%.2f ms", float64(cpu)/1e6/(float64(n)/1000))))
+	}
+	return rows, nil
+}
+
+func countSeries(e *collector.Exporter) (int, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(e); err != nil {
+		return 0, err
+	}
+	mfs, err := reg.Gather()
+	n := 0
+	for _, mf := range mfs {
+		n += len(mf.Metric)
+	}
+	return n, err
+}
+
+// concurrentScrapes runs 20 scrapes at once against 10,000 agents at 50 ms
+// and counts what reached the fake. Per-agent details are off: each scrape
+// emits its own series from the shared collection, which at 10,000 agents
+// would cost 20 expositions of 20 MB and say nothing about requests.
+func concurrentScrapes() error {
+	const agents, scrapes = 10000, 20
+	f, err := startFake(agents)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	e, err := newExporter(f.root+"/v2", 8, false, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := scrape(e); err != nil { // warm-up
+		return err
+	}
+	if err := f.setLatency(50 * time.Millisecond); err != nil {
+		return err
+	}
+	r0 := f.requests()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, scrapes)
+	sizes := make([]int64, scrapes)
+	for i := range scrapes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sizes[i], errs[i] = scrape(e)
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	got := f.requests() - r0
+	verdict := "no extra requests"
+	if got != agents/100 {
+		verdict = fmt.Sprintf("%d EXTRA requests", got-agents/100)
+	}
+	fmt.Printf("20 concurrent scrapes, 10,000 agents, 50 ms, concurrency 8 (in-process, details off): %d API requests in all (one scrape needs %d): %s; wall %s; every scrape wrote %d bytes\n",
+		got, agents/100, verdict, ms(wall), sizes[0])
+	return nil
+}
+
+// idleRSS builds the exporter, starts it against the fake and reads its
+// RSS: idle before any scrape, after one scrape, and after 20 concurrent
+// scrapes (counting the fake's requests).
+func idleRSS() error {
+	dir, err := os.MkdirTemp("", "benchtable")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "buildkite_exporter")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build: %w", err)
+	}
+	fmt.Println("Built exporter (go build .), its own process; defaults (per-agent details on), --buildkite.api-url at the fake:")
+	for _, agents := range []int{1000} {
+		if err := binaryRun(bin, agents); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func binaryRun(bin string, agents int) error {
+	f, err := startFake(agents)
+	if err != nil {
+		return err
+	}
+	defer f.stop()
+	if err := f.setLatency(50 * time.Millisecond); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "--buildkite.organization="+benchtable.Org, "--buildkite.api-url="+f.root+"/v2",
+		"--web.listen-address="+addr, "--log.level=warn")
+	cmd.Env = append(os.Environ(), "BUILDKITE_API_TOKEN="+benchtable.Token)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	up := false
+	for range 100 {
+		if resp, err := http.Get("http://" + addr + "/"); err == nil {
+			resp.Body.Close()
+			up = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !up {
+		return errors.New("the exporter did not start")
+	}
+	time.Sleep(500 * time.Millisecond)
+	idle := procStatus(pid, "VmRSS")
+	get := func() (int64, error) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return n, fmt.Errorf("/metrics: %s", resp.Status)
+		}
+		return n, err
+	}
+	r0 := f.requests()
+	size, err := get()
+	if err != nil {
+		return err
+	}
+	one := f.requests() - r0
+	afterOne := procStatus(pid, "VmRSS")
+	r0 = f.requests()
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = get()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	twenty := f.requests() - r0
+	fmt.Printf("  %6d agents, 50 ms: RSS idle (no scrape yet) %s; one scrape: %d requests, %s written, RSS after %s; 20 concurrent scrapes: %d requests in all, RSS after %s, peak (VmHWM) %s\n",
+		agents, mb(float64(idle)), one, mb(float64(size)), mb(float64(afterOne)), twenty,
+		mb(float64(procStatus(pid, "VmRSS"))), mb(float64(procStatus(pid, "VmHWM"))))
+	return nil
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func ints(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func durations(s string) []time.Duration {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(2)
+		}
+		out = append(out, d)
+	}
+	return out
+}

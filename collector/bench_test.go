@@ -1,0 +1,147 @@
+package collector_test
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/collector"
+	"github.com/buildkite-exporter/buildkite_exporter/internal/benchtable"
+)
+
+// benchExporter starts the fake with a benchtable.Fleet of n agents (0 ms
+// latency, answers replayed so that the fake's own page building stays out
+// of the numbers) and an exporter on it, with the flags' defaults.
+func benchExporter(b *testing.B, n int, replay, details bool, minInterval time.Duration) *collector.Exporter {
+	b.Helper()
+	srv := benchtable.NewServer(n, replay)
+	b.Cleanup(srv.Close)
+	api, err := client.New(client.Config{BaseURL: srv.URL, Token: client.StaticToken(benchtable.Token)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := collector.New(api, collector.Config{
+		Organizations: []string{benchtable.Org}, AgentDetails: details, DepartureLookups: 10,
+		QueueRetention: 24 * time.Hour, AgentRetention: time.Hour, MinInterval: minInterval, Timeout: time.Minute,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Warm up: connections open, replay recorded, memory of the fleet set.
+	for _, s := range e.Collection(context.Background()) {
+		if !s.OK() || len(s.Agents) != n {
+			b.Fatalf("warm-up: %v, %d agents", s.Err, len(s.Agents))
+		}
+	}
+	return e
+}
+
+// writeMetrics does what /metrics does: gather, then encode as text.
+func writeMetrics(b *testing.B, g prometheus.Gatherer, w io.Writer) {
+	mfs, err := g.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type countingWriter struct{ n int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+
+// perAgent reports the process's CPU time (user plus system, from
+// getrusage: wall time is unreliable on a shared machine) per operation and
+// per 1,000 agents. The in-process fake's share is included.
+func perAgent(b *testing.B, n int, cpu0 time.Duration) {
+	cpu := float64(benchtable.CPUTime()-cpu0) / float64(b.N) / 1e6
+	b.ReportMetric(cpu, "cpu-ms/op")
+	b.ReportMetric(cpu/float64(n)*1000, "cpu-ms/1k-agents")
+}
+
+// BenchmarkCollect10k is one collection of 10,000 agents: 100 pages listed
+// by the client (8 at once) and decoded, then the snapshot the collector
+// builds (views, sort, memory of the fleet, fleet counts). No exposition.
+func BenchmarkCollect10k(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		replay bool
+	}{{"replay", true}, {"fake", false}} {
+		b.Run(mode.name, func(b *testing.B) {
+			const n = 10000
+			e := benchExporter(b, n, mode.replay, true, 0)
+			ctx := context.Background()
+			b.ReportAllocs()
+			cpu0 := benchtable.CPUTime()
+			for b.Loop() {
+				if s := e.Collection(ctx)[0]; !s.OK() || len(s.Agents) != n {
+					b.Fatal(s.Err, len(s.Agents))
+				}
+			}
+			perAgent(b, n, cpu0)
+		})
+	}
+}
+
+// BenchmarkScrape10k is a whole /metrics answer at 10,000 agents: the
+// collection plus gathering and text encoding.
+func BenchmarkScrape10k(b *testing.B) {
+	for _, details := range []bool{true, false} {
+		name := "details"
+		if !details {
+			name = "no-details"
+		}
+		b.Run(name, func(b *testing.B) {
+			const n = 10000
+			e := benchExporter(b, n, true, details, 0)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(e)
+			var w countingWriter
+			b.ReportAllocs()
+			cpu0 := benchtable.CPUTime()
+			for b.Loop() {
+				w.n = 0
+				writeMetrics(b, reg, &w)
+			}
+			perAgent(b, n, cpu0)
+			b.ReportMetric(float64(w.n), "bytes/scrape")
+		})
+	}
+}
+
+// BenchmarkExposition10k is the time to write /metrics at 10,000 agents
+// once the collection is done: the snapshot comes from memory
+// (--collector.min-interval), so only metric construction, gathering and
+// text encoding are measured.
+func BenchmarkExposition10k(b *testing.B) {
+	for _, details := range []bool{true, false} {
+		name := "details"
+		if !details {
+			name = "no-details"
+		}
+		b.Run(name, func(b *testing.B) {
+			const n = 10000
+			e := benchExporter(b, n, true, details, time.Hour)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(e)
+			var w countingWriter
+			b.ReportAllocs()
+			cpu0 := benchtable.CPUTime()
+			for b.Loop() {
+				w.n = 0
+				writeMetrics(b, reg, &w)
+			}
+			perAgent(b, n, cpu0)
+			b.ReportMetric(float64(w.n), "bytes/scrape")
+		})
+	}
+}
