@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every fuzz target in the module briefly (FUZZTIME each, default 10s).
+# Targets are discovered with `go test -list`, so a new Fuzz function is picked
+# up without editing this file. A crash fails the run and leaves the input in
+# the package's testdata/fuzz/ for `go test` to replay.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO="${GO:-go}"
+FUZZTIME="${FUZZTIME:-10s}"
+
+# `go test -list` prints the matching names of a package, then its "ok" line.
+listing="$("$GO" test -list '^Fuzz' ./...)"
+targets=()
+names=()
+while IFS= read -r line; do
+	case "$line" in
+	Fuzz*) names+=("$line") ;;
+	"ok "*)
+		pkg="$(awk '{print $2}' <<<"$line")"
+		for n in ${names[@]+"${names[@]}"}; do targets+=("$pkg $n"); done
+		names=()
+		;;
+	esac
+done <<<"$listing"
+
+if [ "${#targets[@]}" -eq 0 ]; then
+	echo "fuzz: no fuzz targets found (go test -list '^Fuzz' ./... listed none)" >&2
+	exit 1
+fi
+
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	echo ">> fuzz $pkg $name ($FUZZTIME)"
+	"$GO" test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "$pkg"
+done
+echo "fuzz: ${#targets[@]} target(s) passed"
