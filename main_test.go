@@ -49,7 +49,7 @@ func exporterBinary(t *testing.T) string {
 			"-ldflags", "-X github.com/prometheus/common/version.Version=9.8.7 -X github.com/prometheus/common/version.Revision=abc123",
 			".").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
@@ -332,7 +332,7 @@ func TestTLSAndBasicAuth(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `buildkite_up{organization="acme"} 1`) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `buildkite_up{organization="acme"} 1`) {
 		t.Errorf("with credentials: %d\n%s", resp.StatusCode, body)
 	}
 	if _, err := http.Get("http://" + r.addr + "/metrics"); err == nil {

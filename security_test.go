@@ -72,15 +72,15 @@ func newHostileAPI(t *testing.T) *hostileAPI {
 			jsonAnswer(500, `{"message":"internal error: token=`+tok+`"}`)
 		case "502":
 			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(502)
+			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprintf(w, "<html><body><h1>502 Bad Gateway</h1><pre>Authorization: Bearer %s</pre></body></html>", tok)
 		case "503":
 			w.Header().Set("Content-Type", "text/plain; token="+tok)
-			w.WriteHeader(503)
+			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte(tok))
 		case "content type":
 			w.Header().Set("Content-Type", "text/html; charset="+tok)
-			w.WriteHeader(200)
+			w.WriteHeader(http.StatusOK)
 			w.Write([]byte("<html>" + tok + "</html>"))
 		case "malformed":
 			jsonAnswer(200, `[{"id":"`+tok+`","name":`+tok+`}]`)

@@ -216,7 +216,7 @@ func parseBaseURL(raw string) (*url.URL, error) {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, fmt.Errorf("client: invalid BaseURL: %v", err)
+		return nil, fmt.Errorf("client: invalid BaseURL: %w", err)
 	}
 	scheme := strings.ToLower(u.Scheme)
 	switch {

@@ -612,7 +612,7 @@ func TestResponseBodies(t *testing.T) {
 					w.Header()["Content-Type"] = nil // no sniffing
 				}
 				if tc.body == "chunked" {
-					w.WriteHeader(200)
+					w.WriteHeader(http.StatusOK)
 					io.WriteString(w, "[")
 					for i := 0; i < 100; i++ {
 						io.WriteString(w, "  ")

@@ -60,7 +60,7 @@ func TestTokenEchoedByServerNeverInErrors(t *testing.T) {
 		}},
 		{"Content-Type", func(w http.ResponseWriter, r *http.Request, _, tok string) {
 			w.Header().Set("Content-Type", "text/html; x="+tok)
-			w.WriteHeader(200)
+			w.WriteHeader(http.StatusOK)
 			w.Write([]byte("<html>" + tok + "</html>"))
 		}},
 	} {

@@ -309,7 +309,7 @@ func checkUp(t *testing.T, fams map[string]*dto.MetricFamily, n int) {
 type faultCase struct {
 	name string
 	// inject starts the fault and returns what clears it.
-	inject func(fe *faultEnv) (clear func())
+	inject func(fe *faultEnv) (clearFault func())
 	// log: substrings of the one failure log line.
 	log []string
 	// maxRequests bounds the API requests of one failing scrape.
@@ -449,7 +449,7 @@ func TestFaultMatrix(t *testing.T) {
 			checkUp(t, fams, fleetSize)
 			departedBefore := series(fams, "buildkite_agent_departed_timestamp_seconds")
 
-			clear := tc.inject(fe)
+			clearFault := tc.inject(fe)
 			for i := range 3 {
 				fe.clock.Advance(time.Minute)
 				before := fe.requests()
@@ -478,7 +478,7 @@ func TestFaultMatrix(t *testing.T) {
 				t.Errorf("the failure line is not an error naming the organization: %s", failed[0])
 			}
 
-			clear()
+			clearFault()
 			if tc.deadline > 0 {
 				// The last bound scrape returned at its deadline; the shared
 				// collection it started ends just after. A scrape arriving

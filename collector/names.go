@@ -3,8 +3,6 @@ package collector
 // Metric family names, as the contract fixes them. Dashboards and alert
 // tests check their queries against MetricNames.
 const (
-	namespace = "buildkite"
-
 	nameUp                 = "buildkite_up"
 	nameScrapeDuration     = "buildkite_scrape_duration_seconds"
 	nameScrapeRequests     = "buildkite_scrape_api_requests"

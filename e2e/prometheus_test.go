@@ -560,7 +560,7 @@ func (p *promAPI) get(path string, query url.Values) (json.RawMessage, error) {
 	}
 	var r promResponse
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("HTTP %d: %v: %s", resp.StatusCode, err, body)
+		return nil, fmt.Errorf("HTTP %d: %w: %s", resp.StatusCode, err, body)
 	}
 	if r.Status != "success" {
 		return nil, fmt.Errorf("HTTP %d: %s: %s", resp.StatusCode, r.ErrorType, r.Error)

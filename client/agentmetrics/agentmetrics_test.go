@@ -100,7 +100,7 @@ func TestErrorsWrapSentinelsWithoutToken(t *testing.T) {
 	c := newClient(t, fake.AgentURL, obs)
 	_, err := c.Metrics(context.Background())
 	var ae *agentmetrics.Error
-	if !errors.Is(err, client.ErrUnauthorized) || !errors.As(err, &ae) || ae.StatusCode != 401 {
+	if !errors.Is(err, client.ErrUnauthorized) || !errors.As(err, &ae) || ae.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("unknown token: %v", err)
 	}
 	if strings.Contains(err.Error(), agentToken) {

@@ -184,14 +184,14 @@ func unmarshal(b []byte, v any) error {
 	if err := json.Unmarshal(b, v); err != nil {
 		// json's messages quote at most a type name or an offset, never
 		// the body itself.
-		return fmt.Errorf("%w: %v", client.ErrMalformed, err)
+		return fmt.Errorf("%w: %w", client.ErrMalformed, err)
 	}
 	return nil
 }
 
 func names(org, cluster *wireNamed) (string, string, error) {
 	if org == nil || org.Slug == "" {
-		return "", "", fmt.Errorf("%w: %v", client.ErrMalformed, errNoOrganization)
+		return "", "", fmt.Errorf("%w: %w", client.ErrMalformed, errNoOrganization)
 	}
 	c := ""
 	if cluster != nil {

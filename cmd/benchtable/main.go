@@ -67,9 +67,9 @@ func serveFake(agents int) {
 		os.Exit(1)
 	}
 	srv := &http.Server{Handler: benchtable.ControlHandler(agents)}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // ends when the process exits
 	fmt.Printf("http://%s\n", ln.Addr())
-	io.Copy(io.Discard, os.Stdin)
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
 }
 
 type fake struct {
@@ -94,7 +94,7 @@ func startFake(agents int) (*fake, error) {
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("fake: %w", err)
 	}
 	return &fake{cmd: cmd, in: in, root: strings.TrimSpace(line)}, nil
@@ -102,7 +102,7 @@ func startFake(agents int) (*fake, error) {
 
 func (f *fake) stop() {
 	f.in.Close()
-	f.cmd.Wait()
+	_ = f.cmd.Wait() // killed: the exit status says nothing
 }
 
 func (f *fake) get(path string) (string, error) {
@@ -112,7 +112,7 @@ func (f *fake) get(path string) (string, error) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("%s: %s", path, b)
 	}
 	return string(b), err
@@ -169,7 +169,7 @@ func scrape(e *collector.Exporter) (int64, error) {
 	}
 	for _, st := range e.Status() {
 		if st.Latest == nil || !st.Latest.OK() {
-			return 0, fmt.Errorf("collection failed: %v", st.Latest.Err)
+			return 0, fmt.Errorf("collection failed: %w", st.Latest.Err)
 		}
 	}
 	return w.n, nil
@@ -245,7 +245,6 @@ type cell struct {
 	peakHeap     uint64 // above the post-GC baseline, max over repetitions
 	rss          int64
 	expo         int64
-	note         string
 }
 
 func (c *cell) pages() int { return (c.agents + 99) / 100 }
@@ -560,8 +559,8 @@ func binaryRun(bin string, agents int) error {
 		return err
 	}
 	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait() // interrupted: the exit status says nothing
 	}()
 	pid := cmd.Process.Pid
 	up := false
@@ -585,7 +584,7 @@ func binaryRun(bin string, agents int) error {
 		}
 		defer resp.Body.Close()
 		n, err := io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != 200 {
+		if resp.StatusCode != http.StatusOK {
 			return n, fmt.Errorf("/metrics: %s", resp.Status)
 		}
 		return n, err
