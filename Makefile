@@ -137,10 +137,21 @@ e2e: build
 	@if [ ! -d e2e ]; then echo "no e2e suite exists (./e2e is missing)"; exit 1; fi
 	$(GO) test -count=1 -tags e2e ./e2e/...
 
-## bench: all benchmarks with allocations
+## e2e-deps: install Debian's Prometheus, Alertmanager and Chromium for e2e (root)
+.PHONY: e2e-deps
+e2e-deps:
+	scripts/install-e2e-deps.sh
+
+## bench: all benchmarks with allocations, then the scrape cost table (BENCHMARKS.md)
 .PHONY: bench
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+	$(GO) run ./cmd/benchtable
+
+## soak: the long soak of the collector (SOAK_COLLECTIONS collections, one simulated minute apart)
+.PHONY: soak
+soak:
+	SOAK_COLLECTIONS=$${SOAK_COLLECTIONS:-200000} $(GO) test -run '^TestSoak$$' -count=1 -timeout 60m -v ./collector/
 
 ## demo: the exporter against a simulated fleet on loopback; Ctrl-C stops both
 .PHONY: demo
