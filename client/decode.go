@@ -8,6 +8,8 @@ import (
 	"io"
 	"time"
 	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // wireAgent is the agent object as Buildkite sends it, limited to the
@@ -244,19 +246,26 @@ func (s *internStr) UnmarshalJSON(b []byte) error {
 // Every agent passed to fn has a non-empty ID, valid UTF-8 strings, UTC or
 // zero timestamps, and only non-empty MetaData entries.
 func DecodeAgents(r io.Reader, fn func(Agent) error) error {
-	dec := json.NewDecoder(r)
-	tok, err := dec.Token()
-	if err != nil {
-		return malformed(err)
+	d := textDecoder{dec: jsontext.NewDecoder(r, textOptions...)}
+	dec := d.dec
+	switch k := dec.PeekKind(); k {
+	case '[':
+	case 0:
+		_, err := dec.ReadToken()
+		return malformed(textError(err))
+	default:
+		return fmt.Errorf("%w: expected a JSON array of agents, got %s", ErrMalformed, describeKind(k))
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return fmt.Errorf("%w: expected a JSON array of agents, got %s", ErrMalformed, describeToken(tok))
+	if _, err := dec.ReadToken(); err != nil {
+		return malformed(textError(err))
 	}
-	var w wireAgent // one for the page: a new one per agent would cost an allocation each
-	for i := 0; dec.More(); i++ {
+	// One wireAgent for the page: a new one per agent would cost an
+	// allocation each. An unreadable next value fails in object.
+	var w wireAgent
+	for i := 0; dec.PeekKind() != ']'; i++ {
 		w = wireAgent{}
-		if err := dec.Decode(&w); err != nil {
-			return fmt.Errorf("%w: agent %d: %w", ErrMalformed, i, err)
+		if err := d.object(&w); err != nil {
+			return fmt.Errorf("%w: agent %d: %w", ErrMalformed, i, textError(err))
 		}
 		a, err := w.agent()
 		if err != nil {
@@ -266,21 +275,29 @@ func DecodeAgents(r io.Reader, fn func(Agent) error) error {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing ]
-		return malformed(err)
+	if _, err := dec.ReadToken(); err != nil { // the closing ]
+		return malformed(textError(err))
 	}
 	return expectEOF(dec)
 }
 
 // decodeAgent reads a single agent object, as Get an agent returns it.
 func decodeAgent(r io.Reader) (Agent, error) {
-	dec := json.NewDecoder(r)
-	var w *wireAgent
-	if err := dec.Decode(&w); err != nil {
-		return Agent{}, malformed(err)
-	}
-	if w == nil {
+	d := textDecoder{dec: jsontext.NewDecoder(r, textOptions...)}
+	dec := d.dec
+	switch k := dec.PeekKind(); k {
+	case '{':
+	case 'n':
 		return Agent{}, fmt.Errorf("%w: null instead of an agent", ErrMalformed)
+	case 0:
+		_, err := dec.ReadToken()
+		return Agent{}, malformed(textError(err))
+	default:
+		return Agent{}, fmt.Errorf("%w: expected an agent object, got %s", ErrMalformed, describeKind(k))
+	}
+	var w wireAgent
+	if err := d.object(&w); err != nil {
+		return Agent{}, malformed(textError(err))
 	}
 	a, err := w.agent()
 	if err != nil {
@@ -292,42 +309,24 @@ func decodeAgent(r io.Reader) (Agent, error) {
 	return a, nil
 }
 
-func expectEOF(dec *json.Decoder) error {
-	_, err := dec.Token()
+func expectEOF(dec *jsontext.Decoder) error {
+	_, err := dec.ReadToken()
 	switch {
 	case errors.Is(err, io.EOF):
 		return nil
 	case err == nil:
 		return fmt.Errorf("%w: trailing data after the JSON value", ErrMalformed)
 	default:
-		return malformed(err)
+		return malformed(textError(err))
 	}
 }
 
-// malformed wraps a decoding error. A bare io.EOF means the body ended
-// before (or instead of) the value; the reader's own errors stay reachable
-// with errors.Is.
+// malformed wraps a decoding error. A bare io.EOF or io.ErrUnexpectedEOF
+// means the body ended before (or instead of) the value; the reader's own
+// errors stay reachable with errors.Is.
 func malformed(err error) error {
-	if errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: empty or truncated body", ErrMalformed)
 	}
 	return fmt.Errorf("%w: %w", ErrMalformed, err)
-}
-
-// describeToken names what a JSON token is without quoting server data.
-func describeToken(tok json.Token) string {
-	switch v := tok.(type) {
-	case nil:
-		return "null"
-	case json.Delim:
-		return "'" + v.String() + "'"
-	case bool:
-		return "a boolean"
-	case float64, json.Number:
-		return "a number"
-	case string:
-		return "a string"
-	default:
-		return "something else"
-	}
 }
