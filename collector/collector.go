@@ -9,8 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/go-kit/log"
@@ -124,17 +124,7 @@ func (e *Exporter) collectTo(ctx context.Context, ch chan<- prometheus.Metric) {
 // concurrently, or served from memory within Config.MinInterval.
 // Concurrent callers share one collection per organization.
 func (e *Exporter) Collection(ctx context.Context) []*Snapshot {
-	snaps := make([]*Snapshot, len(e.orgs))
-	var wg sync.WaitGroup
-	for i, m := range e.orgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			snaps[i] = e.snapshot(ctx, m)
-		}()
-	}
-	wg.Wait()
-	return snaps
+	return concurrently(e.orgs, func(m *orgMemory) *Snapshot { return e.snapshot(ctx, m) })
 }
 
 // OrgStatus is what the exporter last saw of one organization.
@@ -159,36 +149,23 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 	if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
 		return s
 	}
-	ch := e.flight.DoChan(m.org, func() (any, error) {
+	s, ok := shared(ctx, &e.flight, m.org, e.cfg.Timeout, func(cctx context.Context) *Snapshot {
 		if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
-			return s, nil
+			return s
 		}
-		// The collection is shared by every scrape waiting for it, so
-		// one scrape that goes away must not cancel it; its deadline
-		// still holds.
-		// Deadlines are wall-clock time, never the injected clock.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.Timeout)
-		if deadline, ok := ctx.Deadline(); ok {
-			cancel()
-			cctx, cancel = context.WithDeadline(context.WithoutCancel(ctx), deadline)
-		}
-		defer cancel()
-		return e.collect(cctx, m), nil
+		return e.collect(cctx, m)
 	})
-	select {
-	case r := <-ch:
-		return r.Val.(*Snapshot)
-	case <-ctx.Done():
+	if !ok {
 		// This scrape's own deadline passed while it waited for a
 		// collection started by another, longer scrape.
 		now := e.now()
-		s := &Snapshot{Organization: m.org, Start: now, End: now, Err: fmt.Errorf("waiting for a collection in progress: %w", ctx.Err())}
+		s = &Snapshot{Organization: m.org, Start: now, End: now, Err: fmt.Errorf("waiting for a collection in progress: %w", ctx.Err())}
 		// A failed scrape still carries the health families and the
 		// zero-filled counters, as a failed collection does.
 		s.RateLimit, s.HasRateLimit = e.api.RateLimit(m.org)
 		m.past(s, m.knownQueues(now, e.cfg.QueueRetention, e.cfg.Queues), e.cfg.AgentRetention)
-		return s
 	}
+	return s
 }
 
 // collect lists one organization and updates its memory.
@@ -202,18 +179,20 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 		s.Err = err
 	} else {
 		s.Pages, s.Duplicates = list.Pages, list.Duplicates
-		s.Agents = make([]AgentView, 0, len(list.Agents))
-		ids := make(map[string]bool, len(list.Agents))
-		for _, a := range list.Agents {
-			v := newAgentView(a)
-			if ids[v.ID] { // IDs equal once made valid UTF-8: one agent, or its series would clash
-				s.Duplicates++
-				continue
-			}
-			ids[v.ID] = true
-			s.Agents = append(s.Agents, v)
+		s.Agents = make([]AgentView, len(list.Agents))
+		for i, a := range list.Agents {
+			s.Agents[i] = newAgentView(a)
 		}
-		sort.Slice(s.Agents, func(i, j int) bool { return s.Agents[i].ID < s.Agents[j].ID })
+		// Stable, so that of IDs equal once made valid UTF-8 the first
+		// listed is kept: one agent, or its series would clash.
+		sort.SliceStable(s.Agents, func(i, j int) bool { return s.Agents[i].ID < s.Agents[j].ID })
+		s.Agents = slices.CompactFunc(s.Agents, func(a, b AgentView) bool {
+			if a.ID == b.ID {
+				s.Duplicates++
+				return true
+			}
+			return false
+		})
 		listed := e.now()
 		gone := m.observe(s.Agents, listed)
 		s.Lookups = e.departures(ctx, m, gone)

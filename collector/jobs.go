@@ -160,17 +160,7 @@ func (b boundJobs) Collect(ch chan<- prometheus.Metric) { b.e.emit(b.e.Collectio
 // served from memory while Buildkite's poll duration (or MinInterval) has
 // not passed. Concurrent callers share one poll per token.
 func (e *JobsExporter) Collection(ctx context.Context) []*JobsSnapshot {
-	snaps := make([]*JobsSnapshot, len(e.sources))
-	var wg sync.WaitGroup
-	for i, m := range e.sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			snaps[i] = e.snapshot(ctx, m)
-		}()
-	}
-	wg.Wait()
-	return snaps
+	return concurrently(e.sources, func(m *jobsMemory) *JobsSnapshot { return e.snapshot(ctx, m) })
 }
 
 // Latest returns the latest snapshot of every agent token without polling;
@@ -198,25 +188,13 @@ func (e *JobsExporter) snapshot(ctx context.Context, m *jobsMemory) *JobsSnapsho
 	if s := m.fresh(e.cfg.Now()); s != nil {
 		return s
 	}
-	ch := e.flight.DoChan(m.key, func() (any, error) {
+	s, ok := shared(ctx, &e.flight, m.key, e.cfg.Timeout, func(pctx context.Context) *JobsSnapshot {
 		if s := m.fresh(e.cfg.Now()); s != nil {
-			return s, nil
+			return s
 		}
-		// Shared by every waiting scrape: one that goes away must not
-		// cancel it, but its deadline still holds.
-		deadline, ok := ctx.Deadline()
-		if !ok {
-			// Real time: deadlines are, whatever clock the memory uses.
-			deadline = time.Now().Add(e.cfg.Timeout)
-		}
-		pctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
-		defer cancel()
-		return e.poll(pctx, m), nil
+		return e.poll(pctx, m)
 	})
-	select {
-	case r := <-ch:
-		return r.Val.(*JobsSnapshot)
-	case <-ctx.Done():
+	if !ok {
 		now := e.cfg.Now()
 		m.mu.Lock()
 		org, cluster := m.org, m.cluster
@@ -224,6 +202,7 @@ func (e *JobsExporter) snapshot(ctx context.Context, m *jobsMemory) *JobsSnapsho
 		return &JobsSnapshot{Source: m.Name, Organization: org, Cluster: cluster, Start: now, End: now,
 			Err: fmt.Errorf("waiting for a poll in progress: %w", ctx.Err())}
 	}
+	return s
 }
 
 // poll asks the Agent Metrics API once and updates the token's memory.
