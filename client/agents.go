@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
 )
 
 const (
@@ -168,11 +170,11 @@ func (c *Client) pageLinks(page *url.URL, headers []string) (map[string]*url.URL
 	for rel, s := range raw {
 		u, err := page.Parse(s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: unparsable %q link", ErrMalformed, sanitizeMessage(rel, ""))
+			return nil, fmt.Errorf("%w: unparsable %q link", ErrMalformed, safety.SanitizeMessage(rel, ""))
 		}
-		if !c.sameOrigin(u) {
+		if !safety.SameOrigin(c.base, u) {
 			return nil, fmt.Errorf("%w: the %q link points to %s://%s, not %s://%s", ErrUnsafeLink,
-				sanitizeMessage(rel, ""), sanitizeMessage(u.Scheme, ""), sanitizeMessage(u.Host, ""), c.base.Scheme, c.base.Host)
+				safety.SanitizeMessage(rel, ""), safety.SanitizeMessage(u.Scheme, ""), safety.SanitizeMessage(u.Host, ""), c.base.Scheme, c.base.Host)
 		}
 		links[rel] = u
 	}

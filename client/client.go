@@ -10,7 +10,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
 )
 
 // DefaultBaseURL is Buildkite's REST API.
@@ -189,19 +190,7 @@ func New(cfg Config) (*Client, error) {
 		// two minutes is far beyond any sane page.
 		hc = http.Client{Transport: defaultTransport(c.pageConcurrency), Timeout: 2 * time.Minute}
 	}
-	next := hc.CheckRedirect
-	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if !c.sameOrigin(req.URL) {
-			return errForeignRedirect
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}
+	hc.CheckRedirect = safety.RedirectPolicy(c.base, hc.CheckRedirect, 10, errForeignRedirect)
 	c.http = &hc
 	return c, nil
 }
@@ -209,67 +198,18 @@ func New(cfg Config) (*Client, error) {
 var errForeignRedirect = fmt.Errorf("%w: redirect to another host refused", ErrUnsafeLink)
 
 func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
+	u, err := safety.ParseBaseURL(raw)
 	if err != nil {
-		// Not err itself: *url.Error quotes the URL, which could hold credentials.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("client: invalid BaseURL: %w", err)
+		return nil, fmt.Errorf("client: %w", err)
 	}
-	scheme := strings.ToLower(u.Scheme)
-	switch {
-	case scheme != "http" && scheme != "https":
-		return nil, errors.New("client: BaseURL must be an http or https URL")
-	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
-		return nil, errors.New("client: BaseURL has no host")
-	case u.User != nil:
-		return nil, errors.New("client: BaseURL must not contain credentials")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, errors.New("client: BaseURL must not have a query or fragment")
-	}
-	return &url.URL{
-		Scheme:  scheme,
-		Host:    strings.ToLower(u.Host),
-		Path:    strings.TrimRight(u.Path, "/"),
-		RawPath: strings.TrimRight(u.RawPath, "/"),
-	}, nil
+	return u, nil
 }
 
 func defaultTransport(conns int) http.RoundTripper {
-	var t *http.Transport
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		t = dt.Clone() // keeps proxy settings from the environment
-	} else {
-		t = &http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
-	}
-	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 10 * time.Second
-	t.ResponseHeaderTimeout = 30 * time.Second
+	t := safety.NewTransport(&http.Transport{Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true})
 	t.ExpectContinueTimeout = time.Second
-	t.IdleConnTimeout = 90 * time.Second
 	t.MaxIdleConnsPerHost = max(conns, 2) // keep the page fetchers' connections
 	return t
-}
-
-// sameOrigin reports whether u may receive the token: same scheme, host and
-// (effective) port as BaseURL, and no user info of its own.
-func (c *Client) sameOrigin(u *url.URL) bool {
-	return u != nil && u.User == nil &&
-		strings.EqualFold(u.Scheme, c.base.Scheme) &&
-		strings.EqualFold(u.Hostname(), c.base.Hostname()) &&
-		effectivePort(u) == effectivePort(c.base)
-}
-
-func effectivePort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	if strings.EqualFold(u.Scheme, "https") {
-		return "443"
-	}
-	return "80"
 }
 
 // RateLimit returns what the RateLimit-* headers of the latest response for
@@ -367,8 +307,8 @@ type call struct {
 // truncated body makes the attempt retryable. With a nil onOK any 2xx is
 // success.
 func (c *Client) do(ctx context.Context, cl call, onOK func(*http.Response, io.Reader) error) error {
-	if !c.sameOrigin(cl.u) { // defense in depth: callers check links already
-		return fmt.Errorf("%w: %s is not on %s", ErrUnsafeLink, safeURL(cl.u.String()), c.base.Host)
+	if !safety.SameOrigin(c.base, cl.u) { // defense in depth: callers check links already
+		return fmt.Errorf("%w: %s is not on %s", ErrUnsafeLink, safety.SafeURL(cl.u.String()), c.base.Host)
 	}
 	backoff := c.retryBackoff
 	for attempt := 0; ; attempt++ {
@@ -415,19 +355,19 @@ func (c *Client) attempt(ctx context.Context, cl call, onOK func(*http.Response,
 	if err != nil {
 		return false, fmt.Errorf("API token: %w", err)
 	}
-	if err := checkToken(tok); err != nil {
-		return false, err
+	if err := safety.CheckToken(tok); err != nil {
+		return false, fmt.Errorf("API token: %w", err)
 	}
 	// The server may echo the token into what errors quote (a Location,
 	// a Link's host, relation or path): no error leaves with it.
-	defer func() { err = redactError(err, tok) }()
+	defer func() { err = safety.RedactError(err, tok) }()
 	var body io.Reader
 	if cl.body != nil {
 		body = bytes.NewReader(cl.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, cl.u.String(), body)
 	if err != nil {
-		return false, sanitizeTransportError(err, tok)
+		return false, safety.SanitizeTransportError(err, tok)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/json")
@@ -440,13 +380,13 @@ func (c *Client) attempt(ctx context.Context, cl call, onOK func(*http.Response,
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.observe(cl.org, 0)
-		err = sanitizeTransportError(err, tok)
+		err = safety.SanitizeTransportError(err, tok)
 		if ctx.Err() != nil || errors.Is(err, ErrUnsafeLink) {
 			return false, err
 		}
 		return true, err
 	}
-	defer drainClose(resp.Body)
+	defer safety.DrainClose(resp.Body, maxDrainBytes)
 	c.observe(cl.org, resp.StatusCode)
 	c.recordRateLimit(cl.org, resp.Header)
 
@@ -484,7 +424,7 @@ func (c *Client) handleOK(ctx context.Context, cl call, resp *http.Response, tok
 	case br.readErr != nil:
 		// The connection broke mid-body: as good as a transport error.
 		return true, fmt.Errorf("%w: %s %s: reading the response body: %s",
-			ErrMalformed, cl.method, path, redact(br.readErr.Error(), tok))
+			ErrMalformed, cl.method, path, safety.Redact(br.readErr.Error(), tok))
 	default:
 		return false, fmt.Errorf("%s %s: %w", cl.method, path, err)
 	}
@@ -500,7 +440,7 @@ func checkContentType(ct, tok string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: content type %q, want application/json", ErrMalformed, sanitizeMessage(ct, tok))
+	return fmt.Errorf("%w: content type %q, want application/json", ErrMalformed, safety.SanitizeMessage(ct, tok))
 }
 
 // errorBody is Buildkite's error answer; 429s add the reset seconds.
@@ -518,7 +458,7 @@ func readErrorBody(r io.Reader, tok string) errorBody {
 	if err := json.Unmarshal(b, &eb); err != nil {
 		eb = errorBody{Message: string(b)}
 	}
-	eb.Message = sanitizeMessage(eb.Message, tok)
+	eb.Message = safety.SanitizeMessage(eb.Message, tok)
 	return eb
 }
 
@@ -563,7 +503,7 @@ func (c *Client) apiError(cl call, resp *http.Response, tok string) *APIError {
 		StatusCode: resp.StatusCode,
 		Message:    eb.Message,
 		Method:     cl.method,
-		Path:       redact(cl.u.EscapedPath(), tok),
+		Path:       safety.Redact(cl.u.EscapedPath(), tok),
 	}
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized:
@@ -583,13 +523,6 @@ func (c *Client) apiError(cl call, resp *http.Response, tok string) *APIError {
 		e.kind = ErrMalformed
 	}
 	return e
-}
-
-// drainClose reads a little of what is left so the connection can be
-// re-used, then closes the body.
-func drainClose(body io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, body, maxDrainBytes)
-	_ = body.Close()
 }
 
 var errTooLarge = errors.New("response body too large")

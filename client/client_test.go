@@ -217,26 +217,6 @@ func TestAPIErrors(t *testing.T) {
 	}
 }
 
-func TestSanitizeMessage(t *testing.T) {
-	long := strings.Repeat("é", 500)
-	if got := sanitizeMessage(long, ""); len([]rune(got)) != maxMessageRunes+1 || !strings.HasSuffix(got, "…") {
-		t.Fatalf("not truncated: %d runes", len([]rune(got)))
-	}
-	// The token straddling the cut is still redacted.
-	s := strings.Repeat("x", maxMessageRunes-5) + testToken
-	if got := sanitizeMessage(s, testToken); strings.Contains(got, testToken[:10]) {
-		t.Fatalf("token prefix left: %q", got)
-	}
-	// Control characters inside the echoed token do not defeat redaction.
-	split := testToken[:5] + "\x00" + testToken[5:]
-	if got := sanitizeMessage(split, testToken); strings.Contains(got, testToken) {
-		t.Fatalf("token left: %q", got)
-	}
-	if got := sanitizeMessage("a\u202eb\tc\n\nd", ""); got != "ab c d" {
-		t.Fatalf("got %q", got)
-	}
-}
-
 func TestRateLimitHeadersAnd429(t *testing.T) {
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	var clock atomic.Pointer[time.Time]

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -102,24 +101,4 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("API token file %s: empty", path)
 	}
 	return tok, nil
-}
-
-var (
-	errEmptyToken   = errors.New("API token: empty")
-	errInvalidToken = errors.New("API token: contains white space, control or non-ASCII characters")
-)
-
-// checkToken rejects tokens that cannot be sent in a header as they are.
-// Without it net/http would refuse the request with an error of its own, and
-// a token with a newline could split the header.
-func checkToken(tok string) error {
-	if tok == "" {
-		return errEmptyToken
-	}
-	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; c <= ' ' || c >= 0x7f {
-			return errInvalidToken
-		}
-	}
-	return nil
 }

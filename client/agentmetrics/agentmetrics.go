@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
 )
 
 // DefaultBaseURL is Buildkite's Agent API.
@@ -113,19 +113,7 @@ func New(cfg Config) (*Client, error) {
 	} else {
 		hc = http.Client{Transport: defaultTransport(), Timeout: time.Minute}
 	}
-	next := hc.CheckRedirect
-	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if !c.sameOrigin(req.URL) {
-			return errForeignRedirect
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		if len(via) >= 5 {
-			return errors.New("stopped after 5 redirects")
-		}
-		return nil
-	}
+	hc.CheckRedirect = safety.RedirectPolicy(c.base, hc.CheckRedirect, 5, errForeignRedirect)
 	c.http = &hc
 	return c, nil
 }
@@ -133,65 +121,15 @@ func New(cfg Config) (*Client, error) {
 var errForeignRedirect = fmt.Errorf("%w: redirect to another host refused", client.ErrUnsafeLink)
 
 func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
+	u, err := safety.ParseBaseURL(raw)
 	if err != nil {
-		// Not err itself: *url.Error quotes the URL.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("agentmetrics: invalid BaseURL: %w", err)
+		return nil, fmt.Errorf("agentmetrics: %w", err)
 	}
-	scheme := strings.ToLower(u.Scheme)
-	switch {
-	case scheme != "http" && scheme != "https":
-		return nil, errors.New("agentmetrics: BaseURL must be an http or https URL")
-	case u.Opaque != "" || u.Hostname() == "":
-		return nil, errors.New("agentmetrics: BaseURL has no host")
-	case u.User != nil:
-		return nil, errors.New("agentmetrics: BaseURL must not contain credentials")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, errors.New("agentmetrics: BaseURL must not have a query or fragment")
-	}
-	return &url.URL{
-		Scheme:  scheme,
-		Host:    strings.ToLower(u.Host),
-		Path:    strings.TrimRight(u.Path, "/"),
-		RawPath: strings.TrimRight(u.RawPath, "/"),
-	}, nil
+	return u, nil
 }
 
 func defaultTransport() http.RoundTripper {
-	var t *http.Transport
-	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
-		t = dt.Clone() // keeps proxy settings from the environment
-	} else {
-		t = &http.Transport{Proxy: http.ProxyFromEnvironment}
-	}
-	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 10 * time.Second
-	t.ResponseHeaderTimeout = 30 * time.Second
-	t.IdleConnTimeout = 90 * time.Second
-	return t
-}
-
-// sameOrigin reports whether u may receive the token: BaseURL's scheme,
-// host and effective port, and no user info.
-func (c *Client) sameOrigin(u *url.URL) bool {
-	return u != nil && u.User == nil &&
-		strings.EqualFold(u.Scheme, c.base.Scheme) &&
-		strings.EqualFold(u.Hostname(), c.base.Hostname()) &&
-		effectivePort(u) == effectivePort(c.base)
-}
-
-func effectivePort(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	if strings.EqualFold(u.Scheme, "https") {
-		return "443"
-	}
-	return "80"
+	return safety.NewTransport(&http.Transport{Proxy: http.ProxyFromEnvironment})
 }
 
 // Organization is the organization slug of the latest good answer, "" before
@@ -273,12 +211,12 @@ func (c *Client) get(ctx context.Context, u *url.URL, decode func([]byte) (strin
 	if err != nil {
 		return 0, fmt.Errorf("agent token: %w", err)
 	}
-	if err := checkToken(tok); err != nil {
-		return 0, err
+	if err := safety.CheckToken(tok); err != nil {
+		return 0, fmt.Errorf("agent token: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return 0, fmt.Errorf("GET %s: %w", path, sanitizeTransportError(err, tok))
+		return 0, fmt.Errorf("GET %s: %w", path, safety.SanitizeTransportError(err, tok))
 	}
 	req.Header.Set("Authorization", "Token "+tok)
 	req.Header.Set("Accept", "application/json")
@@ -287,9 +225,9 @@ func (c *Client) get(ctx context.Context, u *url.URL, decode func([]byte) (strin
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.observe(0)
-		return 0, sanitizeTransportError(err, tok)
+		return 0, safety.SanitizeTransportError(err, tok)
 	}
-	defer drainClose(resp.Body)
+	defer safety.DrainClose(resp.Body, maxDrainBytes)
 	poll := ParsePollDuration(resp.Header.Get(PollDurationHeader))
 
 	if resp.StatusCode != http.StatusOK {
@@ -322,7 +260,7 @@ func (c *Client) readBody(resp *http.Response, path, tok string) ([]byte, error)
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: GET %s: reading the response body: %s",
-			client.ErrMalformed, path, redact(err.Error(), tok))
+			client.ErrMalformed, path, safety.Redact(err.Error(), tok))
 	}
 	if int64(len(b)) > c.maxBytes {
 		return nil, fmt.Errorf("%w: GET %s: response body exceeds %d bytes", client.ErrMalformed, path, c.maxBytes)
@@ -339,7 +277,7 @@ func checkContentType(ct, tok string) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("%w: content type %q, want application/json", client.ErrMalformed, sanitizeMessage(ct, tok))
+	return fmt.Errorf("%w: content type %q, want application/json", client.ErrMalformed, safety.SanitizeMessage(ct, tok))
 }
 
 // ParsePollDuration reads the Buildkite-Agent-Metrics-Poll-Duration header:
@@ -354,28 +292,4 @@ func ParsePollDuration(v string) time.Duration {
 		return MaxPollDuration
 	}
 	return time.Duration(s * float64(time.Second))
-}
-
-var (
-	errEmptyToken   = errors.New("agent token: empty")
-	errInvalidToken = errors.New("agent token: contains white space, control or non-ASCII characters")
-)
-
-// checkToken refuses tokens that cannot go in a header as they are (a
-// newline would split it).
-func checkToken(tok string) error {
-	if tok == "" {
-		return errEmptyToken
-	}
-	for i := 0; i < len(tok); i++ {
-		if c := tok[i]; c <= ' ' || c >= 0x7f {
-			return errInvalidToken
-		}
-	}
-	return nil
-}
-
-func drainClose(body io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, body, maxDrainBytes)
-	_ = body.Close()
 }

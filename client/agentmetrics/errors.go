@@ -2,17 +2,13 @@ package agentmetrics
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
 )
 
 // Error is an answer other than 200 from the Agent Metrics API. It wraps
@@ -52,7 +48,7 @@ func (c *Client) apiError(resp *http.Response, path, tok string, poll time.Durat
 	if json.Unmarshal(b, &body) == nil {
 		msg = body.Message
 	}
-	e := &Error{StatusCode: resp.StatusCode, Message: sanitizeMessage(msg, tok), Path: path, PollDuration: poll}
+	e := &Error{StatusCode: resp.StatusCode, Message: safety.SanitizeMessage(msg, tok), Path: path, PollDuration: poll}
 	switch code := resp.StatusCode; {
 	case code == http.StatusUnauthorized:
 		e.kind = client.ErrUnauthorized
@@ -70,85 +66,4 @@ func (c *Client) apiError(resp *http.Response, path, tok string, poll time.Durat
 		e.kind = client.ErrMalformed
 	}
 	return e
-}
-
-// maxMessageRunes bounds server text copied into errors.
-const maxMessageRunes = 200
-
-const redacted = "[REDACTED]"
-
-// sanitizeMessage makes server text fit for an error or a log line: valid
-// UTF-8, no control characters, white space collapsed, the token redacted,
-// at most maxMessageRunes runes.
-func sanitizeMessage(s, token string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	var b strings.Builder
-	space := false
-	for _, r := range s {
-		if unicode.IsSpace(r) {
-			space = b.Len() > 0
-			continue
-		}
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
-			continue
-		}
-		if space {
-			b.WriteByte(' ')
-			space = false
-		}
-		b.WriteRune(r)
-		if b.Len() > 8*maxMessageRunes+2*len(token) {
-			break // enough; keep a token straddling the limit whole for redaction
-		}
-	}
-	s = redact(b.String(), token)
-	if utf8.RuneCountInString(s) > maxMessageRunes {
-		n := 0
-		for i := range s {
-			if n == maxMessageRunes {
-				return s[:i] + "…"
-			}
-			n++
-		}
-	}
-	return s
-}
-
-func redact(s, token string) string {
-	if token == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, token, redacted)
-}
-
-// sanitizeTransportError reduces the URL of a *url.Error to scheme, host
-// and path, and removes the token from its text (a server may echo it into
-// a redirect's Location); the cause stays reachable with errors.Is /
-// errors.As.
-func sanitizeTransportError(err error, tok string) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		safe := "(invalid URL)"
-		if u, perr := url.Parse(ue.URL); perr == nil {
-			safe = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
-		}
-		return &url.Error{Op: ue.Op, URL: redact(safe, tok), Err: redactError(ue.Err, tok)}
-	}
-	return redactError(err, tok)
-}
-
-// redactedError is an error whose text had the token removed.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func redactError(err error, tok string) error {
-	if err == nil || tok == "" || !strings.Contains(err.Error(), tok) {
-		return err
-	}
-	return &redactedError{msg: redact(err.Error(), tok), err: err}
 }
