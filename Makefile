@@ -36,7 +36,7 @@ endif
 PROMTOOL_STAMP      := $(TOOLS)/.promtool-$(PROMTOOL_PIN)
 GOLANGCI_LINT_STAMP := $(TOOLS)/.golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 3000x
 
 # Version information, stamped into github.com/prometheus/common/version.
 # The Dockerfile sets the same variables from build args (dockerfile_test.go
