@@ -114,38 +114,7 @@ func (f *Fake) Handler() http.Handler {
 }
 
 func (f *Fake) serveAgentAPI(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	now := f.now()
-	f.requests = append(f.requests, Request{
-		Method:        r.Method,
-		Path:          r.URL.Path,
-		RawQuery:      r.URL.RawQuery,
-		Host:          r.Host,
-		Authorization: r.Header.Get("Authorization"),
-		Time:          now,
-	})
-	f.mu.Unlock()
-
-	ft := f.takeFault(r)
-	if ft != nil && ft.Delay > 0 {
-		t := time.NewTimer(ft.Delay)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			panic(http.ErrAbortHandler)
-		case <-t.C:
-		}
-	}
-	if ft != nil && ft.CloseConnection {
-		closeConnection(w)
-		return
-	}
-	resp := &response{header: http.Header{}}
-	f.handleAgentAPI(r, resp, ft)
-	if ft != nil {
-		ft.apply(resp)
-	}
-	resp.write(w)
+	f.serve(w, r, func(r *http.Request, _ time.Time, resp *response, ft *Fault) { f.handleAgentAPI(r, resp, ft) })
 }
 
 // agentToken extracts the token of "Token <token>" (scheme case-insensitive).

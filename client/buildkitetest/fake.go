@@ -414,6 +414,13 @@ func (resp *response) write(w http.ResponseWriter) {
 // ServeHTTP records the request, applies any matching fault, and answers as
 // Buildkite would.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.serve(w, r, f.handle)
+}
+
+// serve is what every endpoint of the fake does around its own answer:
+// record the request, apply any matching fault (delay, dropped connection,
+// rewritten response), and write the answer that handle built.
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request, handle func(r *http.Request, now time.Time, resp *response, ft *Fault)) {
 	f.mu.Lock()
 	now := f.now()
 	f.requests = append(f.requests, Request{
@@ -443,7 +450,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := &response{header: http.Header{}}
-	f.handle(r, now, resp, ft)
+	handle(r, now, resp, ft)
 	if ft != nil {
 		ft.apply(resp)
 	}
