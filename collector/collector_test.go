@@ -29,28 +29,10 @@ const testToken = "bkua_test_token_0123456789"
 // is relative to it.
 var epoch = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
-// fakeClock is the one clock the fake API, the client and the collector share.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type env struct {
 	t        *testing.T
 	server   *buildkitetest.Server
-	clock    *fakeClock
+	clock    *buildkitetest.Clock
 	api      *client.Client
 	exporter *collector.Exporter
 }
@@ -61,7 +43,7 @@ func newEnv(t *testing.T, cfg collector.Config) *env {
 	t.Helper()
 	server := buildkitetest.NewServer()
 	t.Cleanup(server.Close)
-	clock := &fakeClock{now: epoch}
+	clock := buildkitetest.NewClock(epoch)
 	server.SetClock(clock.Now)
 	server.AddToken(testToken, "read_agents")
 	for _, org := range cfg.Organizations {

@@ -82,7 +82,7 @@ type faultEnv struct {
 	api      *httptest.Server
 	url      string // the client's base URL
 	foreign  *httptest.Server
-	clock    *fakeClock
+	clock    *buildkitetest.Clock
 	client   *client.Client
 	exporter *collector.Exporter
 	logs     *lockedBuffer
@@ -96,7 +96,7 @@ type faultEnv struct {
 
 func newFaultEnv(t *testing.T, mod func(*client.Config, *collector.Config)) *faultEnv {
 	t.Helper()
-	fe := &faultEnv{t: t, fake: buildkitetest.NewFake(), clock: &fakeClock{now: epoch}, logs: &lockedBuffer{}}
+	fe := &faultEnv{t: t, fake: buildkitetest.NewFake(), clock: buildkitetest.NewClock(epoch), logs: &lockedBuffer{}}
 	fe.fake.SetClock(fe.clock.Now)
 	fe.fake.AddToken(testToken, "read_agents")
 	fe.fake.AddOrganization(faultOrg)

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/buildkitetest"
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
 )
 
@@ -117,7 +118,7 @@ func FuzzAgentPage(f *testing.F) {
 		mu.Lock()
 		body = page
 		mu.Unlock()
-		clock := &fakeClock{now: epoch}
+		clock := buildkitetest.NewClock(epoch)
 		e, err := collector.New(api, collector.Config{
 			Organizations: []string{"acme"}, AgentDetails: true, DepartureLookups: 2, Tags: []string{"size", "queue", "k"},
 			QueueRetention: time.Hour, AgentRetention: time.Hour, Timeout: 5 * time.Second, Now: clock.Now,
@@ -179,7 +180,7 @@ func FuzzAgentStrings(f *testing.F) {
 			agents = []client.Agent{one, two}
 		}
 		api := &stringsAPI{agents: agents}
-		clock := &fakeClock{now: epoch}
+		clock := buildkitetest.NewClock(epoch)
 		e, err := collector.New(api, collector.Config{
 			Organizations: []string{"acme"}, AgentDetails: true, DepartureLookups: 1, Tags: []string{"size", "queue"},
 			QueueRetention: time.Hour, AgentRetention: time.Hour, Timeout: 5 * time.Second, Now: clock.Now,

@@ -18,7 +18,7 @@ import (
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
 )
 
-// Reused from collector_test.go: update, epoch, fakeClock, exposition,
+// Reused from collector_test.go: update, epoch, exposition,
 // lineDiff.
 
 const (
@@ -29,7 +29,7 @@ const (
 type jobsEnv struct {
 	t        *testing.T
 	server   *buildkitetest.Server
-	clock    *fakeClock
+	clock    *buildkitetest.Clock
 	exporter *collector.JobsExporter
 }
 
@@ -39,7 +39,7 @@ func newJobsEnv(t *testing.T, cfg collector.JobsConfig, tokens ...string) *jobsE
 	t.Helper()
 	server := buildkitetest.NewServer()
 	t.Cleanup(server.Close)
-	clock := &fakeClock{now: epoch}
+	clock := buildkitetest.NewClock(epoch)
 	server.SetClock(clock.Now)
 	var sources []collector.JobsSource
 	for _, tok := range tokens {

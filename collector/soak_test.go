@@ -256,7 +256,7 @@ func TestSoak(t *testing.T) {
 		queueRetention = 2 * time.Hour
 	)
 	n := soakCollections(t)
-	clock := &fakeClock{now: epoch}
+	clock := buildkitetest.NewClock(epoch)
 	api := &churnAPI{listed: map[string]client.Agent{}, gone: map[string]string{}}
 	exporter, err := collector.New(api, collector.Config{
 		Organizations: []string{"acme"}, AgentDetails: true, DepartureLookups: 5,

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,26 +26,9 @@ const testToken = "bkua_status_test_token_0123456789abcdef"
 
 var epoch = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type env struct {
 	server   *buildkitetest.Server
-	clock    *fakeClock
+	clock    *buildkitetest.Clock
 	exporter *collector.Exporter
 	handler  http.Handler
 }
@@ -57,7 +39,7 @@ func newEnv(t *testing.T, orgs ...string) *env {
 	t.Helper()
 	server := buildkitetest.NewServer()
 	t.Cleanup(server.Close)
-	clock := &fakeClock{now: epoch}
+	clock := buildkitetest.NewClock(epoch)
 	server.SetClock(clock.Now)
 	server.SetRateLimit(200)
 	server.AddToken(testToken, "read_agents")

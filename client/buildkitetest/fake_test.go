@@ -19,30 +19,12 @@ const token = "test-token"
 
 var epoch = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 
-// clock is a manually advanced clock for the fake.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // newTestServer starts a server with a full-scope token and a fixed clock.
-func newTestServer(t *testing.T) (*Server, *clock) {
+func newTestServer(t *testing.T) (*Server, *Clock) {
 	t.Helper()
 	s := NewServer()
 	t.Cleanup(s.Close)
-	c := &clock{t: epoch}
+	c := NewClock(epoch)
 	s.SetClock(c.Now)
 	s.AddToken(token)
 	return s, c

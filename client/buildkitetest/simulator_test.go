@@ -10,7 +10,7 @@ import (
 // runSim steps a simulator on a clock advancing 2 s per step and returns the fleet.
 func runSim(seed int64, steps int) ([]Agent, *Fake) {
 	f := NewFake()
-	c := &clock{t: epoch}
+	c := NewClock(epoch)
 	sim := NewSimulator(f, "demo", SimConfig{Queues: []string{"default", "deploy", "macos"}, Agents: 40, Seed: seed, Now: c.Now})
 	for range steps {
 		c.Advance(2 * time.Second)
@@ -33,7 +33,7 @@ func TestSimulatorDeterministic(t *testing.T) {
 
 func TestSimulatorStepChangesFleet(t *testing.T) {
 	f := NewFake()
-	c := &clock{t: epoch}
+	c := NewClock(epoch)
 	sim := NewSimulator(f, "demo", SimConfig{Queues: []string{"default", "deploy"}, Agents: 40, Seed: 1, Now: c.Now})
 	if n := len(f.Agents("demo")); n != 40 {
 		t.Fatalf("initial fleet %d, want 40", n)

@@ -1,0 +1,31 @@
+package buildkitetest
+
+import (
+	"sync"
+	"time"
+)
+
+// Clock is a clock that moves only when a test says so, to share between
+// the fake (SetClock), a client and a collector so that ages, retention and
+// rate-limit windows are exact. It is safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a Clock reading start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
