@@ -147,6 +147,11 @@ func newFaultEnv(t *testing.T, mod func(*client.Config, *collector.Config)) *fau
 		Now:          fe.clock.Now,
 		RetryBackoff: time.Millisecond,
 		PerPage:      perPage,
+		// One page at a time: with several in flight, a page cancelled by
+		// another's failure can reach the fake after the next scrape began,
+		// and the fake would count it against that scrape. Concurrent
+		// paging has its own tests in client/ and collector_test.go.
+		PageConcurrency: 1,
 	}
 	logger := level.NewFilter(log.NewLogfmtLogger(fe.logs), level.AllowDebug())
 	cfg := collector.Config{
@@ -547,12 +552,8 @@ func TestFaultLogOncePerStateChange(t *testing.T) {
 // A 429: no retry, no request at all until RateLimit-Reset has passed,
 // scrapes inside the window answer at once with buildkite_up 0; then it
 // recovers. The window comes from the fake's own rate limiter.
-//
-// Pages are read one at a time here: with several in flight, a request
-// cancelled by the 429 can still reach the fake after the next scrape has
-// begun, and the fake would count it against that scrape.
 func TestFault429NoRetryStorm(t *testing.T) {
-	fe := newFaultEnv(t, func(c *client.Config, _ *collector.Config) { c.PageConcurrency = 1 })
+	fe := newFaultEnv(t, nil)
 	fe.fleet(fleetSize)
 	checkUp(t, families(t, fe.exporter), fleetSize) // 3 requests of the 60 s window
 	fe.fake.SetRateLimit(4)
