@@ -83,29 +83,35 @@ func at(d time.Duration) *time.Time {
 
 func intp(i int) *int { return &i }
 
-// golden collects once and compares the exposition with
-// testdata/name.metrics (rewritten with -update). One collection only:
-// collections change the exporter's memory.
+// golden compares the exporter's exposition with testdata/name.metrics.
 func (e *env) golden(name string) {
 	e.t.Helper()
+	golden(e.t, name, e.exporter)
+}
+
+// golden collects c once and compares the exposition with
+// testdata/name.metrics (rewritten with -update). One collection only:
+// collections change the exporters' memory.
+func golden(t *testing.T, name string, c prometheus.Collector) {
+	t.Helper()
 	path := filepath.Join("testdata", name+".metrics")
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(e.exporter)
+	reg.MustRegister(c)
 	got, err := exposition(reg)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
-			e.t.Fatal(err)
+			t.Fatal(err)
 		}
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		e.t.Errorf("%s differs (go test -update rewrites it):\n%s", path, lineDiff(string(want), string(got)))
+		t.Errorf("%s differs (go test -update rewrites it):\n%s", path, lineDiff(string(want), string(got)))
 	}
 }
 

@@ -1,10 +1,7 @@
 package collector_test
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -71,25 +68,7 @@ func (e *jobsEnv) golden(name string) {
 
 func (e *jobsEnv) goldenOf(name string, c prometheus.Collector) {
 	e.t.Helper()
-	path := filepath.Join("testdata", name+".metrics")
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	got, err := exposition(reg)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		e.t.Errorf("%s differs (go test -update rewrites it):\n%s", path, lineDiff(string(want), string(got)))
-	}
+	golden(e.t, name, c)
 }
 
 // agentMetricsRequests counts the requests the fake got on /v3.
