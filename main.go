@@ -2,6 +2,8 @@
 package main
 
 import (
+	"bufio"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
@@ -421,32 +424,82 @@ func slogLevel(lvl string) slog.Level {
 
 // newMetricsHandler gathers the shared registry and the exporters bound to
 // this scrape's deadline: X-Prometheus-Scrape-Timeout-Seconds minus the
-// offset, else the default timeout.
+// offset, else the default timeout. The answer is always the text format
+// (which every Prometheus accepts): the per-agent families are written as
+// text straight from the snapshots (collector.WriteText), gzipped when the
+// scraper accepts it.
 func newMetricsHandler(exporter *collector.Exporter, jobs *collector.JobsExporter, shared prometheus.Gatherer, defaultTimeout, offset time.Duration, logger log.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		timeout := scrapeTimeout(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"), defaultTimeout, offset)
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
-		scrape := prometheus.NewRegistry()
+		reg := prometheus.NewRegistry()
+		var scrapes []*collector.Scrape
 		if exporter != nil {
-			if err := scrape.Register(exporter.Bind(ctx)); err != nil {
+			scrape := exporter.Scrape(ctx)
+			if err := reg.Register(scrape); err != nil {
 				http.Error(w, "cannot register the collector", http.StatusInternalServerError)
 				return
 			}
+			scrapes = append(scrapes, scrape)
 		}
 		if jobs != nil {
-			if err := scrape.Register(jobs.Bind(ctx)); err != nil {
+			if err := reg.Register(jobs.Bind(ctx)); err != nil {
 				http.Error(w, "cannot register the jobs collector", http.StatusInternalServerError)
 				return
 			}
 		}
-		// The collection first, so that the request counters include
-		// the requests it made.
-		promhttp.HandlerFor(prometheus.Gatherers{scrape, shared}, promhttp.HandlerOpts{
-			ErrorLog:      promhttpLogger{logger},
-			ErrorHandling: promhttp.ContinueOnError,
-		}).ServeHTTP(w, r)
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		w.Header().Add("Vary", "Accept-Encoding")
+		var out io.Writer = w
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			w.Header().Set("Content-Encoding", "gzip")
+			gz := gzipWriters.Get().(*gzip.Writer)
+			gz.Reset(w)
+			defer func() {
+				_ = gz.Close() // the client went away: nothing to tell it
+				gzipWriters.Put(gz)
+			}()
+			out = gz
+		}
+		bw := bufio.NewWriterSize(out, 64<<10)
+		// The collection first (the registry before the shared one), so
+		// that the request counters include the requests it made.
+		if err := collector.WriteText(bw, prometheus.Gatherers{reg, shared}, scrapes...); err != nil {
+			level.Error(logger).Log("msg", "error writing metrics", "err", err)
+		}
+		_ = bw.Flush() // as above
 	})
+}
+
+// gzipWriters are reused between scrapes: a gzip.Writer holds about 800 KB.
+// BestSpeed, because the exposition compresses well anyway and at tens of
+// thousands of agents default compression costs more CPU than the scrape.
+var gzipWriters = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
+	return gz
+}}
+
+// acceptsGzip reports whether an Accept-Encoding header allows gzip (or
+// "*") with a non-zero quality.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding != "gzip" && coding != "*" {
+			continue
+		}
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
+				if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					q = f
+				}
+			}
+		}
+		return q > 0
+	}
+	return false
 }
 
 // scrapeTimeout: the header's seconds minus offset; when the offset would
@@ -462,10 +515,4 @@ func scrapeTimeout(header string, defaultTimeout, offset time.Duration) time.Dur
 		return timeout - offset
 	}
 	return timeout
-}
-
-type promhttpLogger struct{ logger log.Logger }
-
-func (l promhttpLogger) Println(v ...any) {
-	level.Error(l.logger).Log("msg", fmt.Sprint(v...))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -434,5 +435,90 @@ func TestAgentTokenOnly(t *testing.T) {
 				t.Error("the agent token appears in the output at debug level")
 			}
 		})
+	}
+}
+
+// /metrics answers in the text format, gzipped only when the scraper
+// accepts gzip, and the per-agent families written as text are there
+// either way.
+func TestMetricsEncoding(t *testing.T) {
+	fake := newFake(t)
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL)
+	raw := &http.Client{Transport: &http.Transport{DisableCompression: true}} // shows the body as sent
+	for _, tt := range []struct {
+		acceptEncoding string
+		gzipped        bool
+	}{
+		{"gzip", true},
+		{"br;q=1.0, gzip;q=0.8, *;q=0.1", true},
+		{"", false},
+		{"identity", false},
+		{"gzip;q=0", false},
+	} {
+		req, err := http.NewRequest(http.MethodGet, "http://"+r.addr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tt.acceptEncoding != "" {
+			req.Header.Set("Accept-Encoding", tt.acceptEncoding)
+		}
+		resp, err := raw.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+			t.Errorf("Accept-Encoding %q: Content-Type %q", tt.acceptEncoding, ct)
+		}
+		if got := resp.Header.Get("Content-Encoding") == "gzip"; got != tt.gzipped {
+			t.Errorf("Accept-Encoding %q: Content-Encoding %q", tt.acceptEncoding, resp.Header.Get("Content-Encoding"))
+			continue
+		}
+		if tt.gzipped {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("Accept-Encoding %q: %v", tt.acceptEncoding, err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatalf("Accept-Encoding %q: %v", tt.acceptEncoding, err)
+			}
+		}
+		for _, want := range []string{
+			`buildkite_up{organization="acme"} 1`,
+			`buildkite_agents_busy{organization="acme",queue="build"} 0`,
+			"# TYPE buildkite_agent_info gauge\n",
+			`buildkite_agent_info{arch="",connection_state="connected",hostname="host-2",id="0b461f65-e7be-4c80-888a-ef11d81fd972",ip_address="",name="agent-2",organization="acme",os="",queue="deploy",version="3.80.0"} 1`,
+			`buildkite_agent_meta_data{id="0b461f65-e7be-4c80-888a-ef11d81fd970",key="size",name="agent-0",organization="acme",queue="build",value="large"} 1`,
+		} {
+			if !bytes.Contains(body, []byte(want)) {
+				t.Errorf("Accept-Encoding %q: no %q in\n%s", tt.acceptEncoding, want, body)
+			}
+		}
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"":                    false,
+		"gzip":                true,
+		"GZIP":                true,
+		"gzip, deflate, br":   true,
+		"deflate, gzip;q=0.5": true,
+		"gzip;q=0":            false,
+		"gzip; q=0.0":         false,
+		"*":                   true,
+		"*;q=0":               false,
+		"identity":            false,
+		"zstd":                false,
+		"x-gzip":              false,
+		"gzip;level=1":        true,
+	} {
+		if got := acceptsGzip(header); got != want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+		}
 	}
 }

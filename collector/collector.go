@@ -116,7 +116,7 @@ func (b boundExporter) Collect(ch chan<- prometheus.Metric) { b.e.collectTo(b.ct
 
 func (e *Exporter) collectTo(ctx context.Context, ch chan<- prometheus.Metric) {
 	for _, s := range e.Collection(ctx) {
-		e.emit(s, ch)
+		e.emit(s, ch, true)
 	}
 }
 

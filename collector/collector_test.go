@@ -14,7 +14,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
 	"github.com/buildkite-exporter/buildkite_exporter/client/buildkitetest"
@@ -83,10 +85,48 @@ func at(d time.Duration) *time.Time {
 
 func intp(i int) *int { return &i }
 
-// golden compares the exporter's exposition with testdata/name.metrics.
+// golden compares the exporter's exposition with testdata/name.metrics,
+// and checks that the text /metrics writes (collector.WriteText) has the
+// same series, from the same collection.
 func (e *env) golden(name string) {
 	e.t.Helper()
-	golden(e.t, name, e.exporter)
+	scrape := e.exporter.Scrape(context.Background())
+	golden(e.t, name, scrape.AllFamilies())
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(scrape)
+	var text bytes.Buffer
+	if err := collector.WriteText(&text, reg, scrape); err != nil {
+		e.t.Fatal(err)
+	}
+	got, err := normalize(text.Bytes())
+	if err != nil {
+		e.t.Fatalf("WriteText wrote what the text parser refuses: %v\n%s", err, text.Bytes())
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", name+".metrics"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		e.t.Errorf("WriteText differs from %s once sorted:\n%s", name, lineDiff(string(want), string(got)))
+	}
+}
+
+// normalize parses a text exposition and writes it again as client_golang
+// writes it: families and series sorted.
+func normalize(text []byte) ([]byte, error) {
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	byName, err := parser.TextToMetricFamilies(bytes.NewReader(text))
+	if err != nil {
+		return nil, err
+	}
+	return exposition(prometheus.Gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		mfs := make([]*dto.MetricFamily, 0, len(byName))
+		for _, mf := range byName {
+			mfs = append(mfs, mf)
+		}
+		return mfs, nil
+	})})
 }
 
 // golden collects c once and compares the exposition with

@@ -9,6 +9,7 @@ package collector_test
 //	go test -run '^$' -fuzz '^FuzzAgentStrings$' -fuzztime 30s ./collector/
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -26,9 +27,13 @@ import (
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
 )
 
-// checkExposition gathers c pedantically and checks labels and lint.
-func checkExposition(t *testing.T, c prometheus.Collector) {
+// checkExposition scrapes e once, gathers every family pedantically and
+// checks labels and lint, then checks that the text /metrics writes
+// (collector.WriteText) parses and has the same series.
+func checkExposition(t *testing.T, e *collector.Exporter) {
 	t.Helper()
+	scrape := e.Scrape(context.Background())
+	c := scrape.AllFamilies()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
 		t.Fatal(err)
@@ -59,6 +64,24 @@ func checkExposition(t *testing.T, c prometheus.Collector) {
 	}
 	for _, p := range problems {
 		t.Fatalf("lint: %s: %s", p.Metric, p.Text)
+	}
+
+	want, err := exposition(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	textReg := prometheus.NewPedanticRegistry()
+	textReg.MustRegister(scrape)
+	var text bytes.Buffer
+	if err := collector.WriteText(&text, textReg, scrape); err != nil {
+		t.Fatal(err)
+	}
+	got, err := normalize(text.Bytes())
+	if err != nil {
+		t.Fatalf("WriteText wrote what the text parser refuses: %v\n%s", err, text.Bytes())
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("WriteText differs from the gathered families:\n%s", lineDiff(string(want), string(got)))
 	}
 }
 
@@ -159,6 +182,7 @@ func FuzzAgentStrings(f *testing.F) {
 	f.Add("a\xff", "a\xfe", "n", "connected", "h", "3", "", "", "queue=q") // two IDs, one after UTF-8 repair
 	f.Add("a", "b", "n", "stopping", "", "", "", "", "queue=\nqueue=a\nqueue=a\n=\nsize=\nsize")
 	f.Add("a", "b", "n", "connected", "", "", "a,b", "", "queue=a,b\nqueue=c")
+	f.Add("a\"", "b\\", "n\"q\\", "connected", "h\nx\\", "3\\\"", "q\"", "x (l\"; a\\)", "k=v\"\\w\nk\\=\"")
 	f.Fuzz(func(t *testing.T, id1, id2, name, state, hostname, version, queue, userAgent, metaData string) {
 		if id1 == "" || id2 == "" {
 			return // the client never returns an agent without id

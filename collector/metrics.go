@@ -10,6 +10,21 @@ import (
 // identity labels of every per-agent family.
 var agentLabels = []string{"organization", "id", "name", "queue"}
 
+// Help of the current per-agent families, shared by their Descs and the
+// text written by WriteText.
+const (
+	helpAgentInfo            = "Listed agent; always 1."
+	helpAgentMetaData        = "One series per meta_data entry of a listed agent; always 1."
+	helpAgentBusy            = "1 while the agent runs a job, else 0."
+	helpAgentPaused          = "1 while the agent is paused, else 0."
+	helpAgentPriority        = "The agent's priority for job assignment."
+	helpAgentCreated         = "When the agent was registered."
+	helpAgentConnected       = "When the agent connected."
+	helpAgentLastJobFinished = "When the agent last finished a job."
+	helpAgentLastJobAge      = "Seconds since the agent last finished a job, as of the collection."
+	helpAgentJobStarted      = "When the agent's running job started."
+)
+
 type descs struct {
 	up, duration, requests                  *prometheus.Desc
 	rateLimit, rateRemaining, rateReset     *prometheus.Desc
@@ -54,16 +69,16 @@ func newDescs() descs {
 		byTag:      prometheus.NewDesc(nameAgentsByTag, "Listed agents by meta_data value, for the keys given with --collector.tag.", []string{"organization", "key", "value"}, nil),
 		departures: prometheus.NewDesc(nameDeparturesTotal, "Agents that left the list, by queue and the connection state Buildkite reported for them afterwards (unknown when not looked up).", []string{"organization", "queue", "connection_state"}, nil),
 
-		agentInfo:       agent(nameAgentInfo, "Listed agent; always 1.", infoExtra...),
-		agentMetaData:   agent(nameAgentMetaData, "One series per meta_data entry of a listed agent; always 1.", metaDataExtra...),
-		agentBusy:       agent(nameAgentBusy, "1 while the agent runs a job, else 0."),
-		agentPaused:     agent(nameAgentPaused, "1 while the agent is paused, else 0."),
-		agentPriority:   agent(nameAgentPriority, "The agent's priority for job assignment."),
-		agentCreated:    agent(nameAgentCreated, "When the agent was registered."),
-		agentConnected:  agent(nameAgentConnected, "When the agent connected."),
-		agentLastJob:    agent(nameAgentLastJobFinished, "When the agent last finished a job."),
-		agentLastJobAge: agent(nameAgentLastJobAge, "Seconds since the agent last finished a job, as of the collection."),
-		agentJob:        agent(nameAgentJobStarted, "When the agent's running job started."),
+		agentInfo:       agent(nameAgentInfo, helpAgentInfo, infoExtra...),
+		agentMetaData:   agent(nameAgentMetaData, helpAgentMetaData, metaDataExtra...),
+		agentBusy:       agent(nameAgentBusy, helpAgentBusy),
+		agentPaused:     agent(nameAgentPaused, helpAgentPaused),
+		agentPriority:   agent(nameAgentPriority, helpAgentPriority),
+		agentCreated:    agent(nameAgentCreated, helpAgentCreated),
+		agentConnected:  agent(nameAgentConnected, helpAgentConnected),
+		agentLastJob:    agent(nameAgentLastJobFinished, helpAgentLastJobFinished),
+		agentLastJobAge: agent(nameAgentLastJobAge, helpAgentLastJobAge),
+		agentJob:        agent(nameAgentJobStarted, helpAgentJobStarted),
 		agentDeparted:   agent(nameAgentDeparted, "When the exporter saw the agent leave the list; kept for --collector.agent-retention.", "hostname", "connection_state"),
 	}
 }
@@ -96,8 +111,10 @@ func unixSeconds(t interface{ UnixMilli() int64 }) float64 {
 }
 
 // emit writes one snapshot as metrics: health and memory of the past always,
-// fleet and per-agent families only when the listing succeeded.
-func (e *Exporter) emit(s *Snapshot, ch chan<- prometheus.Metric) {
+// fleet and per-agent families only when the listing succeeded. Without
+// agents the current per-agent families are left out: WriteText writes
+// them as text.
+func (e *Exporter) emit(s *Snapshot, ch chan<- prometheus.Metric, agents bool) {
 	d := &e.descs
 	org := s.Organization
 	gauge(ch, d.up, boolValue(s.OK()), org)
@@ -134,7 +151,7 @@ func (e *Exporter) emit(s *Snapshot, ch chan<- prometheus.Metric) {
 	for _, t := range s.Tags {
 		gauge(ch, d.byTag, float64(t.Agents), org, t.Key, t.Value)
 	}
-	if e.cfg.AgentDetails {
+	if e.cfg.AgentDetails && agents {
 		for i := range s.Agents {
 			e.emitAgent(ch, &s.Organization, &s.Agents[i], s)
 		}
@@ -162,18 +179,11 @@ func (e *Exporter) emitAgent(ch chan<- prometheus.Metric, org *string, a *AgentV
 		&a.Hostname, &a.Version, &a.ConnectionState, &a.OS, &a.Arch, &a.IPAddress))
 	if nmd > 0 {
 		kv := make([]string, 0, 2*nmd) // the split entries, which the label pairs point at
-	entries:
-		for _, m := range a.MetaData {
-			k, v := splitTag(m)
-			for i := 0; i < len(kv); i += 2 {
-				if kv[i] == k && kv[i+1] == v {
-					continue entries // a duplicate entry would be a duplicate series
-				}
-			}
+		metaDataEntries(a.MetaData, func(k, v string) {
 			kv = append(kv, k, v)
 			n := len(kv)
 			b.gauge(ch, d.agentMetaData, 1, b.labels(d.metaDataLabels, org, &a.ID, &a.Name, &a.QueueLabel, &kv[n-2], &kv[n-1]))
-		}
+		})
 	}
 	b.gauge(ch, d.agentBusy, boolValue(a.Busy()), id)
 	b.gauge(ch, d.agentPaused, boolValue(a.Paused), id)
@@ -261,6 +271,21 @@ func (g *agentGauge) Write(m *dto.Metric) error {
 	m.Label = g.labels
 	m.Gauge = &g.gauge
 	return nil
+}
+
+// metaDataEntries calls fn with the key and value of each distinct entry:
+// "a" and "a=" are one series, so the second would be a duplicate.
+func metaDataEntries(metaData []string, fn func(key, value string)) {
+entries:
+	for i, m := range metaData {
+		k, v := splitTag(m)
+		for _, earlier := range metaData[:i] {
+			if k2, v2 := splitTag(earlier); k2 == k && v2 == v {
+				continue entries
+			}
+		}
+		fn(k, v)
+	}
 }
 
 // splitTag splits a meta_data entry; one without "=" has the value "".
