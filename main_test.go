@@ -85,6 +85,35 @@ type running struct {
 	cmd    *exec.Cmd
 }
 
+// waitForOutput returns the process' output once it contains s, or at
+// the timeout.
+func (r *running) waitForOutput(s string, timeout time.Duration) string {
+	deadline := time.Now().Add(timeout)
+	for {
+		out := r.output.String()
+		if strings.Contains(out, s) || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// settledOutput returns the process' output once it has not grown for
+// 200 ms (at most 5 s): log lines of a scrape just answered may still be
+// on their way through the pipe.
+func (r *running) settledOutput() string {
+	out := r.output.String()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		next := r.output.String()
+		if next == out {
+			break
+		}
+		out = next
+	}
+	return out
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -285,7 +314,9 @@ func TestTokenFileRotationAndHygiene(t *testing.T) {
 	if !strings.Contains(body, `buildkite_up{organization="acme"} 1`) {
 		t.Fatalf("after rotation buildkite_up should be 1:\n%s", r.output.String())
 	}
-	logs := r.output.String()
+	// The log reaches the pipe when the scrape has been answered, maybe
+	// not the test's buffer yet.
+	logs := r.waitForOutput("collection recovered", 5*time.Second)
 	if n := strings.Count(logs, "collection failed"); n != 1 {
 		t.Errorf("two failing scrapes logged %d failures, want 1 (once per state change):\n%s", n, logs)
 	}

@@ -159,7 +159,7 @@ func TestTokenNeverInAnyOutput(t *testing.T) {
 					time.Sleep(1100 * time.Millisecond)
 				}
 			}
-			logs := r.output.String()
+			logs := r.settledOutput()
 			for what, text := range map[string]string{"the logs": logs, "the pages": pages.String()} {
 				if strings.Contains(strings.ToLower(text), strings.ToLower(e2eToken)) {
 					i := strings.Index(strings.ToLower(text), strings.ToLower(e2eToken))
