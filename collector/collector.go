@@ -181,7 +181,7 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 		s.Pages, s.Duplicates = list.Pages, list.Duplicates
 		s.Agents = make([]AgentView, len(list.Agents))
 		for i, a := range list.Agents {
-			s.Agents[i] = newAgentView(a)
+			s.Agents[i] = newAgentView(m.org, a)
 		}
 		// Stable, so that of IDs equal once made valid UTF-8 the first
 		// listed is kept: one agent, or its series would clash.

@@ -124,16 +124,16 @@ var agentTextFamilies = []agentTextFamily{
 	}},
 	{nameAgentInfo, helpAgentInfo, func(t *textWriter, _ *Snapshot, a *AgentView) {
 		t.name(nameAgentInfo)
-		t.label("arch", a.Arch, true)
-		t.label("connection_state", a.ConnectionState, false)
-		t.label("hostname", a.Hostname, false)
-		t.label("id", a.ID, false)
-		t.label("ip_address", a.IPAddress, false)
-		t.label("name", a.Name, false)
-		t.label("organization", t.org, false)
-		t.label("os", a.OS, false)
-		t.label("queue", a.QueueLabel, false)
-		t.label("version", a.Version, false)
+		t.label("arch", a.Arch, true, a.plainText)
+		t.label("connection_state", a.ConnectionState, false, a.plainText)
+		t.label("hostname", a.Hostname, false, a.plainText)
+		t.label("id", a.ID, false, a.plainText)
+		t.label("ip_address", a.IPAddress, false, a.plainText)
+		t.label("name", a.Name, false, a.plainText)
+		t.label("organization", t.org, false, a.plainText)
+		t.label("os", a.OS, false, a.plainText)
+		t.label("queue", a.QueueLabel, false, a.plainText)
+		t.label("version", a.Version, false, a.plainText)
 		t.value(1)
 	}},
 	{nameAgentJobStarted, helpAgentJobStarted, func(t *textWriter, _ *Snapshot, a *AgentView) {
@@ -154,12 +154,12 @@ var agentTextFamilies = []agentTextFamily{
 	{nameAgentMetaData, helpAgentMetaData, func(t *textWriter, _ *Snapshot, a *AgentView) {
 		metaDataEntries(a.MetaData, func(k, v string) {
 			t.name(nameAgentMetaData)
-			t.label("id", a.ID, true)
-			t.label("key", k, false)
-			t.label("name", a.Name, false)
-			t.label("organization", t.org, false)
-			t.label("queue", a.QueueLabel, false)
-			t.label("value", v, false)
+			t.label("id", a.ID, true, a.plainText)
+			t.label("key", k, false, a.plainText)
+			t.label("name", a.Name, false, a.plainText)
+			t.label("organization", t.org, false, a.plainText)
+			t.label("queue", a.QueueLabel, false, a.plainText)
+			t.label("value", v, false, a.plainText)
 			t.value(1)
 		})
 	}},
@@ -222,23 +222,51 @@ func (t *textWriter) name(name string) {
 // identity writes a series with the identity labels only.
 func (t *textWriter) identity(name string, a *AgentView, v float64) {
 	t.name(name)
-	t.label("id", a.ID, true)
-	t.label("name", a.Name, false)
-	t.label("organization", t.org, false)
-	t.label("queue", a.QueueLabel, false)
+	if a.textIdentity != "" { // built with the snapshot's organization
+		t.buf = append(t.buf, '{')
+		t.buf = append(t.buf, a.textIdentity...)
+	} else {
+		t.label("id", a.ID, true, false)
+		t.label("name", a.Name, false, false)
+		t.label("organization", t.org, false, false)
+		t.label("queue", a.QueueLabel, false, false)
+	}
 	t.value(v)
 }
 
-func (t *textWriter) label(name, value string, first bool) {
+// label appends a label; plain: the value needs no escaping.
+func (t *textWriter) label(name, value string, first, plain bool) {
 	if first {
 		t.buf = append(t.buf, '{')
 	} else {
 		t.buf = append(t.buf, ',')
 	}
-	t.buf = append(t.buf, name...)
-	t.buf = append(t.buf, '=', '"')
-	t.buf = appendEscaped(t.buf, value, true)
-	t.buf = append(t.buf, '"')
+	t.buf = appendLabelText(t.buf, name, value, plain)
+}
+
+// appendLabelText appends name="value"; plain: value needs no escaping.
+func appendLabelText(buf []byte, name, value string, plain bool) []byte {
+	buf = append(buf, name...)
+	buf = append(buf, '=', '"')
+	if plain {
+		buf = append(buf, value...)
+	} else {
+		buf = appendEscaped(buf, value, true)
+	}
+	return append(buf, '"')
+}
+
+// needsEscaping reports whether a label value of values has a character
+// the text format escapes.
+func needsEscaping(values ...string) bool {
+	for _, v := range values {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c == '\\' || c == '"' || c == '\n' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // value ends a series, formatting v as expfmt does.

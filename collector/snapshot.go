@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
 )
@@ -49,6 +50,14 @@ type AgentView struct {
 	Queues     []string // sorted, distinct, never empty
 	QueueLabel string   // Queues joined by ","
 	OS, Arch   string
+
+	// textIdentity is the identity labels as the text format writes them,
+	// id="…",name="…",organization="…",queue="…", escaped: built once per
+	// collection, it is most of the agent's series. plainText: no label
+	// value of the agent needs escaping. Both are for WriteText, which
+	// does without them (for views built elsewhere) at some cost.
+	textIdentity string
+	plainText    bool
 }
 
 // Busy reports whether the agent runs a job, whatever the job's state.
@@ -112,10 +121,16 @@ const (
 var zeroFilledDepartureStates = []string{"disconnected", "lost", "stopped", stateUnknown}
 
 // labelValue makes s a valid label value whatever the API sent.
-func labelValue(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+func labelValue(s string) string {
+	if utf8.ValidString(s) { // the common case, and faster to check
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
 
-// newAgentView resolves an agent's queues and platform and cleans its strings.
-func newAgentView(a client.Agent) AgentView {
+// newAgentView resolves an agent's queues and platform and cleans its
+// strings; org is the organization label.
+func newAgentView(org string, a client.Agent) AgentView {
 	a.ID = labelValue(a.ID)
 	a.Name = labelValue(a.Name)
 	a.ConnectionState = labelValue(a.ConnectionState)
@@ -132,13 +147,25 @@ func newAgentView(a client.Agent) AgentView {
 	}
 	osName, arch := a.Platform()
 	queues := agentQueues(&a)
-	return AgentView{
+	v := AgentView{
 		Agent:      a,
 		Queues:     queues,
 		QueueLabel: strings.Join(queues, ","),
 		OS:         labelValue(osName),
 		Arch:       labelValue(arch),
 	}
+	v.plainText = !needsEscaping(org, v.ID, v.Name, v.QueueLabel, v.Hostname, v.Version, v.ConnectionState,
+		v.OS, v.Arch, v.IPAddress) && !needsEscaping(v.MetaData...)
+	buf := make([]byte, 0, len(`id="",name="",organization="",queue=""`)+len(v.ID)+len(v.Name)+len(org)+len(v.QueueLabel))
+	buf = appendLabelText(buf, "id", v.ID, v.plainText)
+	buf = append(buf, ',')
+	buf = appendLabelText(buf, "name", v.Name, v.plainText)
+	buf = append(buf, ',')
+	buf = appendLabelText(buf, "organization", org, v.plainText)
+	buf = append(buf, ',')
+	buf = appendLabelText(buf, "queue", v.QueueLabel, v.plainText)
+	v.textIdentity = string(buf)
+	return v
 }
 
 // agentQueues: the queue field when set, otherwise every non-empty queue=
