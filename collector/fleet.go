@@ -1,7 +1,9 @@
 package collector
 
 import (
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,21 +18,19 @@ const historySize = 10
 type orgMemory struct {
 	org string
 
-	mu         sync.Mutex
-	queues     map[string]time.Time // queue -> last seen in a successful listing
-	present    map[string]seenAgent // the previous successful listing, by ID
+	mu     sync.Mutex
+	queues map[string]time.Time // queue -> last seen in a successful listing
+	// The previous successful listing, sorted by ID (its snapshot's, read
+	// only), and when it was made; kept: agents it missed that a lookup
+	// showed still connected, sorted by ID.
+	listed     []AgentView
+	listedAt   time.Time
+	kept       []DepartedAgent
 	departed   map[string]DepartedAgent
 	departures map[departureKey]float64
 	latest     *Snapshot
 	history    []CollectionSummary // newest last
 	errClass   string              // of the latest collection, "" when it succeeded
-}
-
-type seenAgent struct {
-	Name, Hostname string
-	Queues         []string
-	QueueLabel     string
-	LastSeen       time.Time
 }
 
 type departureKey struct{ queue, state string }
@@ -64,26 +64,51 @@ func newOrgMemory(org string) *orgMemory {
 func (m *orgMemory) observe(agents []AgentView, now time.Time) []DepartedAgent {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	present := make(map[string]seenAgent, len(agents))
-	for i := range agents {
-		a := &agents[i]
-		present[a.ID] = seenAgent{Name: a.Name, Hostname: a.Hostname, Queues: a.Queues, QueueLabel: a.QueueLabel, LastSeen: now}
-		for _, q := range a.Queues {
-			m.queues[q] = now
+	// Both listings are sorted by ID: one walk over them finds the gone,
+	// in order, without a map of the fleet per collection.
+	k := 0
+	listedNow := func(id string) bool {
+		for k < len(agents) && agents[k].ID < id {
+			k++
 		}
-		delete(m.departed, a.ID) // it came back
+		return k < len(agents) && agents[k].ID == id
 	}
 	var gone []DepartedAgent
-	for id, s := range m.present {
-		if _, ok := present[id]; !ok {
-			gone = append(gone, DepartedAgent{
-				ID: id, Name: s.Name, Hostname: s.Hostname, Queues: s.Queues, QueueLabel: s.QueueLabel,
-				State: stateUnknown, At: now, LastSeen: s.LastSeen,
-			})
+	for i, j := 0, 0; i < len(m.listed) || j < len(m.kept); {
+		var d DepartedAgent
+		if j == len(m.kept) || (i < len(m.listed) && m.listed[i].ID < m.kept[j].ID) {
+			a := &m.listed[i]
+			i++
+			if listedNow(a.ID) {
+				continue
+			}
+			d = DepartedAgent{ID: a.ID, Name: a.Name, Hostname: a.Hostname, Queues: a.Queues, QueueLabel: a.QueueLabel, LastSeen: m.listedAt}
+		} else {
+			d = m.kept[j]
+			j++
+			if listedNow(d.ID) {
+				continue
+			}
+		}
+		d.State, d.At = stateUnknown, now
+		gone = append(gone, d)
+	}
+
+	var last []string // most agents share their queues with the one before
+	for i := range agents {
+		if q := agents[i].Queues; !slices.Equal(q, last) {
+			for _, name := range q {
+				m.queues[name] = now
+			}
+			last = q
 		}
 	}
-	m.present = present
-	sort.Slice(gone, func(i, j int) bool { return gone[i].ID < gone[j].ID })
+	for id := range m.departed {
+		if _, back := slices.BinarySearchFunc(agents, id, func(a AgentView, id string) int { return strings.Compare(a.ID, id) }); back {
+			delete(m.departed, id) // it came back
+		}
+	}
+	m.listed, m.listedAt, m.kept = agents, now, nil
 	return gone
 }
 
@@ -92,7 +117,8 @@ func (m *orgMemory) observe(agents []AgentView, now time.Time) []DepartedAgent {
 func (m *orgMemory) stillPresent(d DepartedAgent) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.present[d.ID] = seenAgent{Name: d.Name, Hostname: d.Hostname, Queues: d.Queues, QueueLabel: d.QueueLabel, LastSeen: d.LastSeen}
+	i, _ := slices.BinarySearchFunc(m.kept, d.ID, func(k DepartedAgent, id string) int { return strings.Compare(k.ID, id) })
+	m.kept = slices.Insert(m.kept, i, d)
 }
 
 // depart counts a departure once in each of the agent's queues.

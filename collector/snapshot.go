@@ -138,12 +138,15 @@ func newAgentView(org string, a client.Agent) AgentView {
 	a.IPAddress = labelValue(a.IPAddress)
 	a.Version = labelValue(a.Version)
 	a.Queue = labelValue(a.Queue)
-	if len(a.MetaData) > 0 {
-		md := make([]string, len(a.MetaData))
-		for i, m := range a.MetaData {
-			md[i] = labelValue(m)
+	for _, m := range a.MetaData {
+		if !utf8.ValidString(m) { // copied first: the caller's slice stays as it was
+			md := make([]string, len(a.MetaData))
+			for j, m := range a.MetaData {
+				md[j] = labelValue(m)
+			}
+			a.MetaData = md
+			break
 		}
-		a.MetaData = md
 	}
 	osName, arch := a.Platform()
 	queues := agentQueues(&a)
