@@ -150,27 +150,32 @@ type countingWriter struct{ n int64 }
 func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
 // scrape does what /metrics does for one request (collector.WriteText,
-// uncompressed) and returns the exposition size.
-func scrape(e *collector.Exporter) (int64, error) {
+// uncompressed) and returns the exposition size. It also returns the CPU
+// time of the collection (listing, decoding, snapshot), which it runs
+// first; the rest of the scrape's CPU is writing /metrics.
+func scrape(e *collector.Exporter) (size int64, collectCPU time.Duration, err error) {
 	reg := prometheus.NewRegistry()
 	sc := e.Scrape(context.Background())
 	if err := reg.Register(sc); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
+	cpu0 := benchtable.CPUTime()
+	sc.Snapshots()
+	collectCPU = benchtable.CPUTime() - cpu0
 	var w countingWriter
 	bw := bufio.NewWriterSize(&w, 64<<10)
 	if err := collector.WriteText(bw, reg, sc); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if err := bw.Flush(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, st := range e.Status() {
 		if st.Latest == nil || !st.Latest.OK() {
-			return 0, fmt.Errorf("collection failed: %w", st.Latest.Err)
+			return 0, 0, fmt.Errorf("collection failed: %w", st.Latest.Err)
 		}
 	}
-	return w.n, nil
+	return w.n, collectCPU, nil
 }
 
 // heapSampler records the peak of live plus not yet swept heap objects.
@@ -240,6 +245,7 @@ type cell struct {
 	requests     int64 // per scrape, from the fake; the same every repetition or -1
 	clientReqs   int64 // as the collection counted them
 	cpu          time.Duration
+	cpuCollect   time.Duration // of cpu, the collection's
 	peakHeap     uint64 // above the post-GC baseline, max over repetitions
 	rss          int64
 	expo         int64
@@ -271,14 +277,14 @@ func measure(f *fake, agents, conc int, latency time.Duration) (*cell, error) {
 	if err := f.setLatency(0); err != nil {
 		return nil, err
 	}
-	if _, err := scrape(e); err != nil {
+	if _, _, err := scrape(e); err != nil {
 		return nil, err
 	}
 	if err := f.setLatency(latency); err != nil {
 		return nil, err
 	}
 	var walls, collects []time.Duration
-	var cpu time.Duration
+	var cpu, cpuCollect time.Duration
 	c.requests = -2
 	for range c.reps {
 		runtime.GC()
@@ -287,10 +293,11 @@ func measure(f *fake, agents, conc int, latency time.Duration) (*cell, error) {
 		cpu0 := benchtable.CPUTime()
 		h := startHeapSampler()
 		start := time.Now()
-		n, err := scrape(e)
+		n, collectCPU, err := scrape(e)
 		wall := time.Since(start)
 		peak := h.finish()
 		cpu += benchtable.CPUTime() - cpu0
+		cpuCollect += collectCPU
 		if err != nil {
 			return nil, err
 		}
@@ -313,6 +320,7 @@ func measure(f *fake, agents, conc int, latency time.Duration) (*cell, error) {
 	slices.Sort(collects)
 	c.collect = collects[len(collects)/2]
 	c.cpu = cpu / time.Duration(c.reps)
+	c.cpuCollect = cpuCollect / time.Duration(c.reps)
 	c.rss = procStatus(os.Getpid(), "VmRSS")
 	return c, nil
 }
@@ -358,8 +366,8 @@ func run(sizes []int, latencies []time.Duration, concs []int, binary bool) error
 		f.stop()
 	}
 
-	fmt.Printf("%7s %7s %4s %6s %9s %9s %9s %6s %6s %8s %8s %9s %10s %9s %9s %10s %10s\n",
-		"agents", "latency", "conc", "pages", "scrape", "collect", "ideal", "ratio", "ratioC", "vs c=1", "requests", "CPU", "CPU/1k", "heap", "heap/1k", "RSS", "expo")
+	fmt.Printf("%7s %7s %4s %6s %9s %9s %9s %6s %6s %8s %8s %9s %8s %8s %8s %9s %9s %10s %10s\n",
+		"agents", "latency", "conc", "pages", "scrape", "collect", "ideal", "ratio", "ratioC", "vs c=1", "requests", "CPU", "CPU/1k", "coll/1k", "write/1k", "heap", "heap/1k", "RSS", "expo")
 	for _, c := range cells {
 		ratio, ratioC, speed := "-", "-", "-"
 		if c.ideal > 0 {
@@ -380,14 +388,16 @@ func run(sizes []int, latencies []time.Duration, concs []int, binary bool) error
 			reqs += "!"
 		}
 		k := float64(c.agents) / 1000
-		fmt.Printf("%7d %7s %4d %6d %9s %9s %9s %6s %6s %8s %8s %9s %10s %9s %9s %10s %10s\n",
+		perK := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6/k) }
+		fmt.Printf("%7d %7s %4d %6d %9s %9s %9s %6s %6s %8s %8s %9s %8s %8s %8s %9s %9s %10s %10s\n",
 			c.agents, c.latency, c.conc, c.pages(), ms(c.wall), ms(c.collect), ms(c.ideal), ratio, ratioC, speed, reqs,
-			ms(c.cpu), fmt.Sprintf("%.1f ms", float64(c.cpu)/1e6/k), mb(float64(c.peakHeap)), mb(float64(c.peakHeap)/k),
+			ms(c.cpu), perK(c.cpu), perK(c.cpuCollect), perK(c.cpu-c.cpuCollect), mb(float64(c.peakHeap)), mb(float64(c.peakHeap)/k),
 			mb(float64(c.rss)), mb(float64(c.expo)))
 	}
 	fmt.Println("scrape = wall time of the whole /metrics answer (collection, gather, text encoding); collect = the collection alone")
 	fmt.Println("(listing, decoding, snapshot); ratio = scrape / ideal, ratioC = collect / ideal, ideal = latency x (1 + ceil((pages-1)")
 	fmt.Println("/concurrency)); vs c=1 = scrape wall at concurrency 1 / scrape wall; CPU, heap, RSS, expo: whole scrape;")
+	fmt.Println("coll/1k = CPU of the collection (listing, decoding, snapshot) per 1,000 agents, write/1k = the rest (writing /metrics);")
 	fmt.Println("requests = API requests the fake received per scrape (! if not ceil(agents/100) or not what the client counted);")
 	fmt.Println("repetitions per cell: 5 at 1,000 agents, 3 at 10,000, 1 at 50,000 (seconds of CPU per scrape; 25 s at 50 ms, c=1).")
 	fmt.Println()
@@ -420,7 +430,7 @@ func exposition(f *fake, n int) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := scrape(e); err != nil { // the collection, kept for an hour
+		if _, _, err := scrape(e); err != nil { // the collection, kept for an hour
 			return nil, err
 		}
 		writes := 3
@@ -430,7 +440,7 @@ func exposition(f *fake, n int) ([]string, error) {
 		var size int64
 		cpu0 := benchtable.CPUTime()
 		for range writes {
-			if size, err = scrape(e); err != nil {
+			if size, _, err = scrape(e); err != nil {
 				return nil, err
 			}
 		}
@@ -471,9 +481,8 @@ func countSeries(e *collector.Exporter) (int, error) {
 }
 
 // concurrentScrapes runs 20 scrapes at once against 10,000 agents at 50 ms
-// and counts what reached the fake. Per-agent details are off: each scrape
-// emits its own series from the shared collection, which at 10,000 agents
-// would cost 20 expositions of 20 MB and say nothing about requests.
+// and counts what reached the fake. Each scrape writes its own exposition
+// of the shared collection.
 func concurrentScrapes() error {
 	const agents, scrapes = 10000, 20
 	f, err := startFake(agents)
@@ -481,11 +490,11 @@ func concurrentScrapes() error {
 		return err
 	}
 	defer f.stop()
-	e, err := newExporter(f.root+"/v2", 8, false, 0)
+	e, err := newExporter(f.root+"/v2", 8, true, 0)
 	if err != nil {
 		return err
 	}
-	if _, err := scrape(e); err != nil { // warm-up
+	if _, _, err := scrape(e); err != nil { // warm-up
 		return err
 	}
 	if err := f.setLatency(50 * time.Millisecond); err != nil {
@@ -500,7 +509,7 @@ func concurrentScrapes() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sizes[i], errs[i] = scrape(e)
+			sizes[i], _, errs[i] = scrape(e)
 		}()
 	}
 	wg.Wait()
@@ -513,7 +522,7 @@ func concurrentScrapes() error {
 	if got != agents/100 {
 		verdict = fmt.Sprintf("%d EXTRA requests", got-agents/100)
 	}
-	fmt.Printf("20 concurrent scrapes, 10,000 agents, 50 ms, concurrency 8 (in-process, details off): %d API requests in all (one scrape needs %d): %s; wall %s; every scrape wrote %d bytes\n",
+	fmt.Printf("20 concurrent scrapes, 10,000 agents, 50 ms, concurrency 8 (in-process, details on): %d API requests in all (one scrape needs %d): %s; wall %s; every scrape wrote %d bytes\n",
 		got, agents/100, verdict, ms(wall), sizes[0])
 	return nil
 }
@@ -534,7 +543,7 @@ func idleRSS() error {
 		return fmt.Errorf("go build: %w", err)
 	}
 	fmt.Println("Built exporter (go build .), its own process; defaults (per-agent details on), --buildkite.api-url at the fake:")
-	for _, agents := range []int{1000} {
+	for _, agents := range []int{1000, 10000} {
 		if err := binaryRun(bin, agents); err != nil {
 			return err
 		}
@@ -617,10 +626,43 @@ func binaryRun(bin string, agents int) error {
 		return err
 	}
 	twenty := f.requests() - r0
-	fmt.Printf("  %6d agents, 50 ms: RSS idle (no scrape yet) %s; one scrape: %d requests, %s written, RSS after %s; 20 concurrent scrapes: %d requests in all, RSS after %s, peak (VmHWM) %s\n",
-		agents, mb(float64(idle)), one, mb(float64(size)), mb(float64(afterOne)), twenty,
-		mb(float64(procStatus(pid, "VmRSS"))), mb(float64(procStatus(pid, "VmHWM"))))
+	afterTwenty := procStatus(pid, "VmRSS")
+	// Sequential scrapes as Prometheus makes them (Go's client asks for
+	// gzip, as Prometheus does): wall time and the process's CPU.
+	const sequential = 5
+	var walls []time.Duration
+	cpu0 := procCPU(pid)
+	for range sequential {
+		start := time.Now()
+		if _, err := get(); err != nil {
+			return err
+		}
+		walls = append(walls, time.Since(start))
+	}
+	cpu := (procCPU(pid) - cpu0) / sequential
+	slices.Sort(walls)
+	fmt.Printf("  %6d agents, 50 ms: RSS idle (no scrape yet) %s; one scrape: %d requests, %s written, RSS after %s; 20 concurrent scrapes: %d requests in all, RSS after %s;\n"+
+		"                 %d scrapes one after another (gzip): wall median %s, CPU %s per scrape (%.1f ms per 1,000 agents); peak RSS (VmHWM) %s\n",
+		agents, mb(float64(idle)), one, mb(float64(size)), mb(float64(afterOne)), twenty, mb(float64(afterTwenty)),
+		sequential, ms(walls[len(walls)/2]), ms(cpu), float64(cpu)/1e6/(float64(agents)/1000), mb(float64(procStatus(pid, "VmHWM"))))
 	return nil
+}
+
+// procCPU is a process's user plus system CPU time from /proc/pid/stat
+// (in clock ticks of 10 ms).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces: the fields start after its ')'.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func loadavg() string {
