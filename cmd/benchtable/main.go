@@ -246,7 +246,7 @@ type cell struct {
 	clientReqs   int64 // as the collection counted them
 	cpu          time.Duration
 	cpuCollect   time.Duration // of cpu, the collection's
-	peakHeap     uint64        // above the post-GC baseline, max over repetitions
+	peakHeap     uint64        // above the post-GC baseline, in the sampled scrape
 	rss          int64
 	expo         int64
 }
