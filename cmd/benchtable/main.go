@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,12 +48,25 @@ func main() {
 	latencies := flag.String("latency", "0s,50ms", "API latencies")
 	concs := flag.String("concurrency", "8,1", "page concurrencies")
 	binary := flag.Bool("binary", true, "also build the exporter and measure its idle RSS and 20 concurrent scrapes")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" && *fakeAgents < 0 {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *fakeAgents >= 0 {
 		serveFake(*fakeAgents)
 		return
 	}
 	if err := run(ints(*sizes), durations(*latencies), ints(*concs), *binary); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
