@@ -2,6 +2,7 @@ package collector
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -278,14 +279,27 @@ func (g *agentGauge) Write(m *dto.Metric) error {
 func metaDataEntries(metaData []string, fn func(key, value string)) {
 entries:
 	for i, m := range metaData {
-		k, v := splitTag(m)
 		for _, earlier := range metaData[:i] {
-			if k2, v2 := splitTag(earlier); k2 == k && v2 == v {
+			if sameEntry(m, earlier) {
 				continue entries
 			}
 		}
+		k, v := splitTag(m)
 		fn(k, v)
 	}
+}
+
+// sameEntry reports whether two meta_data entries split into the same key
+// and value (equal, or "k" and "k=" of a key without "="), without
+// splitting them: it runs for every pair of an agent's entries.
+func sameEntry(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if len(b) == len(a)+1 {
+		a, b = b, a
+	}
+	return len(a) == len(b)+1 && a[len(b)] == '=' && a[:len(b)] == b && strings.IndexByte(b, '=') < 0
 }
 
 // splitTag splits a meta_data entry; one without "=" has the value "".
