@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -150,7 +151,10 @@ func BenchmarkExposition10k(b *testing.B) {
 // memoryAPI lists agents by decoding page bodies held in memory, one after
 // another, with the client's decoder: what a scrape costs the exporter
 // besides HTTP (the "decode plus metric construction").
-type memoryAPI struct{ pages [][]byte }
+type memoryAPI struct {
+	pages    [][]byte
+	reversed bool // list the agents last first (not in ID order)
+}
 
 func (m *memoryAPI) ListAgents(context.Context, string, client.ListOptions) (*client.AgentList, error) {
 	list := &client.AgentList{Pages: len(m.pages), Agents: make([]client.Agent, 0, 100*len(m.pages))}
@@ -161,6 +165,9 @@ func (m *memoryAPI) ListAgents(context.Context, string, client.ListOptions) (*cl
 		}); err != nil {
 			return nil, err
 		}
+	}
+	if m.reversed {
+		slices.Reverse(list.Agents)
 	}
 	return list, nil
 }
@@ -199,10 +206,23 @@ func fleetPages(b *testing.B, n int) [][]byte {
 
 // BenchmarkDecodeAndExpose10k is a scrape of 10,000 agents without the
 // network: the 100 pages decoded from memory, the snapshot built, and
-// /metrics written with per-agent details (uncompressed).
+// /metrics written with per-agent details (uncompressed). The fake lists
+// agents in ID order; reversed, the snapshot has to sort them.
 func BenchmarkDecodeAndExpose10k(b *testing.B) {
 	const n = 10000
-	api := &memoryAPI{pages: fleetPages(b, n)}
+	pages := fleetPages(b, n)
+	for _, reversed := range []bool{false, true} {
+		name := "id-order"
+		if reversed {
+			name = "reversed"
+		}
+		b.Run(name, func(b *testing.B) {
+			decodeAndExpose(b, n, &memoryAPI{pages: pages, reversed: reversed})
+		})
+	}
+}
+
+func decodeAndExpose(b *testing.B, n int, api collector.AgentAPI) {
 	e, err := collector.New(api, collector.Config{
 		Organizations: []string{benchtable.Org}, AgentDetails: true, DepartureLookups: 10,
 		QueueRetention: 24 * time.Hour, AgentRetention: time.Hour, Timeout: time.Minute,

@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
+	"strings"
 	"time"
 
 	"github.com/go-kit/log"
@@ -179,20 +179,26 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 		s.Err = err
 	} else {
 		s.Pages, s.Duplicates = list.Pages, list.Duplicates
-		s.Agents = make([]AgentView, len(list.Agents))
-		for i, a := range list.Agents {
-			s.Agents[i] = newAgentView(m.org, a)
+		// Sorted by ID: the order of the series, of the status page and
+		// of the walk that finds departures. Indices are sorted rather
+		// than the views (about 500 bytes each), then the views are made
+		// in that order. Stable, so that of IDs equal once made valid
+		// UTF-8 the first listed is kept: one agent, or its series would
+		// clash.
+		ids := make([]string, len(list.Agents))
+		order := make([]int32, len(list.Agents))
+		for i := range list.Agents {
+			ids[i], order[i] = labelValue(list.Agents[i].ID), int32(i)
 		}
-		// Stable, so that of IDs equal once made valid UTF-8 the first
-		// listed is kept: one agent, or its series would clash.
-		sort.SliceStable(s.Agents, func(i, j int) bool { return s.Agents[i].ID < s.Agents[j].ID })
-		s.Agents = slices.CompactFunc(s.Agents, func(a, b AgentView) bool {
-			if a.ID == b.ID {
+		slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(ids[a], ids[b]) })
+		s.Agents = make([]AgentView, 0, len(list.Agents))
+		for k, i := range order {
+			if k > 0 && ids[i] == ids[order[k-1]] {
 				s.Duplicates++
-				return true
+				continue
 			}
-			return false
-		})
+			s.Agents = append(s.Agents, newAgentView(m.org, list.Agents[i]))
+		}
 		listed := e.now()
 		gone := m.observe(s.Agents, listed)
 		s.Lookups = e.departures(ctx, m, gone)
