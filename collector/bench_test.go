@@ -100,33 +100,15 @@ func BenchmarkCollect10k(b *testing.B) {
 
 // BenchmarkScrape10k is a whole /metrics answer at 10,000 agents: the
 // collection plus gathering and text encoding.
-func BenchmarkScrape10k(b *testing.B) {
-	for _, details := range []bool{true, false} {
-		name := "details"
-		if !details {
-			name = "no-details"
-		}
-		b.Run(name, func(b *testing.B) {
-			const n = 10000
-			e := benchExporter(b, n, true, details, 0)
-			var w countingWriter
-			b.ReportAllocs()
-			cpu0 := benchtable.CPUTime()
-			for b.Loop() {
-				w.n = 0
-				writeMetrics(b, e, &w)
-			}
-			perAgent(b, n, cpu0)
-			b.ReportMetric(float64(w.n), "bytes/scrape")
-		})
-	}
-}
+func BenchmarkScrape10k(b *testing.B) { benchWriteMetrics10k(b, 0) }
 
 // BenchmarkExposition10k is the time to write /metrics at 10,000 agents
 // once the collection is done: the snapshot comes from memory
 // (--collector.min-interval), so only metric construction, gathering and
 // text encoding are measured.
-func BenchmarkExposition10k(b *testing.B) {
+func BenchmarkExposition10k(b *testing.B) { benchWriteMetrics10k(b, time.Hour) }
+
+func benchWriteMetrics10k(b *testing.B, minInterval time.Duration) {
 	for _, details := range []bool{true, false} {
 		name := "details"
 		if !details {
@@ -134,18 +116,23 @@ func BenchmarkExposition10k(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			const n = 10000
-			e := benchExporter(b, n, true, details, time.Hour)
-			var w countingWriter
-			b.ReportAllocs()
-			cpu0 := benchtable.CPUTime()
-			for b.Loop() {
-				w.n = 0
-				writeMetrics(b, e, &w)
-			}
-			perAgent(b, n, cpu0)
-			b.ReportMetric(float64(w.n), "bytes/scrape")
+			scrapes(b, n, benchExporter(b, n, true, details, minInterval))
 		})
 	}
+}
+
+// scrapes writes /metrics of e in the benchmark's loop and reports the CPU
+// per 1,000 of its n agents and the bytes written.
+func scrapes(b *testing.B, n int, e *collector.Exporter) {
+	var w countingWriter
+	b.ReportAllocs()
+	cpu0 := benchtable.CPUTime()
+	for b.Loop() {
+		w.n = 0
+		writeMetrics(b, e, &w)
+	}
+	perAgent(b, n, cpu0)
+	b.ReportMetric(float64(w.n), "bytes/scrape")
 }
 
 // memoryAPI lists agents by decoding page bodies held in memory, one after
@@ -230,16 +217,8 @@ func decodeAndExpose(b *testing.B, n int, api collector.AgentAPI) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var w countingWriter
-	writeMetrics(b, e, &w) // the fleet's memory in its steady state
-	b.ReportAllocs()
-	cpu0 := benchtable.CPUTime()
-	for b.Loop() {
-		w.n = 0
-		writeMetrics(b, e, &w)
-	}
-	perAgent(b, n, cpu0)
-	b.ReportMetric(float64(w.n), "bytes/scrape")
+	writeMetrics(b, e, io.Discard) // the fleet's memory in its steady state
+	scrapes(b, n, e)
 	if s := e.Status()[0].Latest; !s.OK() || len(s.Agents) != n {
 		b.Fatalf("%v, %d agents", s.Err, len(s.Agents))
 	}
