@@ -175,10 +175,13 @@ func putDecoder(d *pageDecoder) {
 	decoderPool.Put(d)
 }
 
-// clearAgent readies d for the next agent.
+// clearAgent readies d for the next agent. Only d.meta's length is
+// cleared: every reset of it clears what it held, so the rest of its
+// capacity is already zero (clearing the capacity made a page with one
+// agent of many entries quadratic).
 func (d *pageDecoder) clearAgent() {
 	d.a = Agent{}
-	clear(d.meta[:cap(d.meta)])
+	clear(d.meta)
 	d.scratch, d.meta = d.scratch[:0], d.meta[:0]
 	d.id, d.name, d.hostname, d.ip, d.pausedNote, d.jobID = span{}, span{}, span{}, span{}, span{}, span{}
 	d.conn, d.ua, d.version, d.osID, d.arch, d.queue, d.jobState = istr{}, istr{}, istr{}, istr{}, istr{}, istr{}, istr{}
@@ -402,15 +405,9 @@ func (d *pageDecoder) agentObject(i int) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		switch i = skipWS(b, i); {
-		case i >= len(b):
-			return i, errEOF
-		case b[i] == ',':
-			i = skipWS(b, i+1)
-		case b[i] == '}':
-			return i + 1, nil
-		default:
-			return i, syntaxError(b, i)
+		var more bool
+		if i, more, err = d.afterValue(i, '}'); err != nil || !more {
+			return i, err
 		}
 	}
 }
@@ -485,6 +482,23 @@ func (d *pageDecoder) skipMember(i, depth int) (int, error) {
 	return end, err
 }
 
+// afterValue reads what follows a member or an element at b[i:]: a comma
+// (more is true and next is the following one) or end, the object's or
+// array's closing byte.
+func (d *pageDecoder) afterValue(i int, end byte) (next int, more bool, err error) {
+	b := d.buf
+	switch i = skipWS(b, i); {
+	case i >= len(b):
+		return i, false, errEOF
+	case b[i] == ',':
+		return skipWS(b, i+1), true, nil
+	case b[i] == end:
+		return i + 1, false, nil
+	default:
+		return i, false, syntaxError(b, i)
+	}
+}
+
 // readJob reads the job member at b[i]: null clears it, an object is
 // merged into the job read so far (a duplicate "job" member), as
 // encoding/json does.
@@ -523,15 +537,9 @@ func (d *pageDecoder) readJob(i int) (int, error) {
 		if err != nil {
 			return i, err
 		}
-		switch i = skipWS(b, i); {
-		case i >= len(b):
-			return i, errEOF
-		case b[i] == ',':
-			i = skipWS(b, i+1)
-		case b[i] == '}':
-			return i + 1, nil
-		default:
-			return i, syntaxError(b, i)
+		var more bool
+		if i, more, err = d.afterValue(i, '}'); err != nil || !more {
+			return i, err
 		}
 	}
 }
@@ -688,10 +696,19 @@ func (d *pageDecoder) readTime(i int, dst *time.Time, what string) (int, error) 
 
 var errBadMetaData = errors.New("meta_data is not an array of strings")
 
+// maxMetaData bounds the meta_data entries of one agent: a real agent has a
+// handful, and each entry costs the decoder about 40 bytes while it reads
+// (a 16 MiB page of one agent's tags would take over 700 MB). Past it the
+// page is refused, where encoding/json would accept it.
+const maxMetaData = 10000
+
+var errTooMuchMetaData = fmt.Errorf("meta_data: more than %d entries", maxMetaData)
+
 // readMetaData reads the meta_data array of strings, or null. Empty
 // entries (null or "") carry nothing and are dropped.
 func (d *pageDecoder) readMetaData(i int) (int, error) {
 	b := d.buf
+	clear(d.meta) // a duplicate meta_data member: see clearAgent
 	d.meta = d.meta[:0]
 	switch b[i] {
 	case '[':
@@ -717,6 +734,9 @@ func (d *pageDecoder) readMetaData(i int) (int, error) {
 				return end, err
 			}
 			if end-i > 2 {
+				if len(d.meta) == maxMetaData {
+					return i, errTooMuchMetaData
+				}
 				d.meta = append(d.meta, d.internValue(b[i+1:end-1], flags, slotMetaData+len(d.meta)))
 			}
 			i = end
@@ -731,16 +751,11 @@ func (d *pageDecoder) readMetaData(i int) (int, error) {
 			}
 			return i, errBadMetaData
 		}
-		switch i = skipWS(b, i); {
-		case i >= len(b):
-			return i, errEOF
-		case b[i] == ',':
-			i = skipWS(b, i+1)
-		case b[i] == ']':
-			return i + 1, nil
-		default:
-			return i, syntaxError(b, i)
+		next, more, err := d.afterValue(i, ']')
+		if err != nil || !more {
+			return next, err
 		}
+		i = next
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -119,6 +120,9 @@ func checkParity(t testing.TB, data []byte) {
 	var got, want []Agent
 	err := DecodeAgents(bytes.NewReader(data), func(a Agent) error { got = append(got, a); return nil })
 	errV1 := decodeAgentsV1(bytes.NewReader(data), func(a Agent) error { want = append(want, a); return nil })
+	if errV1 == nil && errors.Is(err, errTooMuchMetaData) {
+		return // refused on purpose: see maxMetaData
+	}
 	if (err == nil) != (errV1 == nil) {
 		t.Fatalf("%.300q: scanner: %v; encoding/json: %v", data, err, errV1)
 	}
@@ -386,4 +390,93 @@ func FuzzDecodeNumber(f *testing.F) {
 			t.Fatalf("%q: parseInt %d, %v; strconv %d, %v", s, n, ok, want, werr)
 		}
 	})
+}
+
+// tagsThenAgents is a page of one agent with n meta_data entries followed
+// by m agents with none.
+func tagsThenAgents(n, m int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`[{"id":"tags","meta_data":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"k%d=v"`, i)
+	}
+	b.WriteString(`]}`)
+	for i := range m {
+		fmt.Fprintf(&b, `,{"id":"a%d"}`, i)
+	}
+	b.WriteString(`]`)
+	return b.Bytes()
+}
+
+// An agent with many tags must not make every later agent of the page
+// slower: clearing the decoder's meta_data capacity for each agent made
+// this page quadratic (about 100 ms at 10,000 and 10,000, 10 s at 100,000).
+func BenchmarkDecodeTagsThenAgents(b *testing.B) {
+	page := tagsThenAgents(maxMetaData, 10000)
+	b.SetBytes(int64(len(page)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := DecodeAgents(bytes.NewReader(page), func(Agent) error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// meta_data entries are bounded per agent: past maxMetaData the page is
+// refused, where a hostile page of one agent's tags would cost the decoder
+// 40 bytes an entry.
+func TestDecodeMetaDataLimit(t *testing.T) {
+	var got []Agent
+	if err := DecodeAgents(bytes.NewReader(tagsThenAgents(maxMetaData, 1)), func(a Agent) error {
+		got = append(got, a)
+		return nil
+	}); err != nil {
+		t.Fatalf("%d entries: %v", maxMetaData, err)
+	}
+	if len(got) != 2 || len(got[0].MetaData) != maxMetaData || got[0].MetaData[maxMetaData-1] != fmt.Sprintf("k%d=v", maxMetaData-1) || len(got[1].MetaData) != 0 {
+		t.Fatalf("%d entries: %d agents, %d entries", maxMetaData, len(got), len(got[0].MetaData))
+	}
+	err := DecodeAgents(bytes.NewReader(tagsThenAgents(maxMetaData+1, 1)), func(Agent) error { return nil })
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "more than 10000") {
+		t.Fatalf("%d entries: %v, want ErrMalformed naming the limit", maxMetaData+1, err)
+	}
+	// Empty entries are dropped before they count.
+	page := []byte(`[{"id":"a","meta_data":[` + strings.Repeat(`"",null,`, maxMetaData) + `"k=v"]}]`)
+	if err := DecodeAgents(bytes.NewReader(page), func(Agent) error { return nil }); err != nil {
+		t.Fatalf("empty entries counted: %v", err)
+	}
+}
+
+// Entries of an earlier, longer meta_data (another agent's, or a
+// duplicate member's) never reach a later agent.
+func TestDecodeMetaDataReuse(t *testing.T) {
+	page := `[{"id":"a","meta_data":["a1","a2","a3","a4"]},` +
+		`{"id":"b","meta_data":["b1","b2","b3"],"meta_data":["b4"]},` +
+		`{"id":"c"},{"id":"d","meta_data":["d1","d2"]}]`
+	want := map[string][]string{"a": {"a1", "a2", "a3", "a4"}, "b": {"b4"}, "c": nil, "d": {"d1", "d2"}}
+	if err := DecodeAgents(strings.NewReader(page), func(a Agent) error {
+		if !slices.Equal(a.MetaData, want[a.ID]) {
+			t.Errorf("agent %s: meta_data %q, want %q", a.ID, a.MetaData, want[a.ID])
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The one documented difference from encoding/json: too many meta_data
+// entries for one agent.
+func TestDecodeParityMetaDataLimit(t *testing.T) {
+	page := tagsThenAgents(maxMetaData+1, 0)
+	if err := decodeAgentsV1(bytes.NewReader(page), func(Agent) error { return nil }); err != nil {
+		t.Fatalf("encoding/json refuses the page too: %v", err)
+	}
+	err := DecodeAgents(bytes.NewReader(page), func(Agent) error { return nil })
+	if !errors.Is(err, errTooMuchMetaData) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("got %v, want errTooMuchMetaData wrapped as ErrMalformed", err)
+	}
+	checkParity(t, page) // accepts the difference
 }
