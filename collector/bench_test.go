@@ -204,12 +204,30 @@ func BenchmarkDecodeAndExpose10k(b *testing.B) {
 			name = "reversed"
 		}
 		b.Run(name, func(b *testing.B) {
-			decodeAndExpose(b, n, &memoryAPI{pages: pages, reversed: reversed})
+			e := memoryExporter(b, &memoryAPI{pages: pages, reversed: reversed})
+			scrapes(b, n, e)
+			if s := e.Status()[0].Latest; !s.OK() || len(s.Agents) != n {
+				b.Fatalf("%v, %d agents", s.Err, len(s.Agents))
+			}
 		})
 	}
+	// The collection alone: decode and snapshot, nothing written.
+	b.Run("no-write", func(b *testing.B) {
+		e := memoryExporter(b, &memoryAPI{pages: pages})
+		b.ReportAllocs()
+		cpu0 := benchtable.CPUTime()
+		for b.Loop() {
+			if s := e.Collection(context.Background())[0]; !s.OK() || len(s.Agents) != n {
+				b.Fatalf("%v, %d agents", s.Err, len(s.Agents))
+			}
+		}
+		perAgent(b, n, cpu0)
+	})
 }
 
-func decodeAndExpose(b *testing.B, n int, api collector.AgentAPI) {
+// memoryExporter is an exporter with the flags' defaults on api, after one
+// scrape: the fleet's memory in its steady state.
+func memoryExporter(b *testing.B, api collector.AgentAPI) *collector.Exporter {
 	e, err := collector.New(api, collector.Config{
 		Organizations: []string{benchtable.Org}, AgentDetails: true, DepartureLookups: 10,
 		QueueRetention: 24 * time.Hour, AgentRetention: time.Hour, Timeout: time.Minute,
@@ -217,9 +235,6 @@ func decodeAndExpose(b *testing.B, n int, api collector.AgentAPI) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	writeMetrics(b, e, io.Discard) // the fleet's memory in its steady state
-	scrapes(b, n, e)
-	if s := e.Status()[0].Latest; !s.OK() || len(s.Agents) != n {
-		b.Fatalf("%v, %d agents", s.Err, len(s.Agents))
-	}
+	writeMetrics(b, e, io.Discard)
+	return e
 }

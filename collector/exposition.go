@@ -269,24 +269,36 @@ func appendLabelText(buf []byte, name, value string, plain bool) []byte {
 }
 
 // needsEscaping reports whether a label value of values has a character
-// the text format escapes. It runs on every string of every agent, so it
-// checks eight bytes at a time.
-func needsEscaping(values ...string) bool {
+// the text format escapes.
+func needsEscaping(values ...string) bool { return anyByte(values, false) }
+
+// plainASCII reports whether values are all ASCII with no character the
+// text format escapes: valid label values, written as they are.
+func plainASCII(values ...string) bool { return !anyByte(values, true) }
+
+// anyByte reports whether values have a byte the text format escapes, or
+// with nonASCII one of 0x80 and above. It runs on every string of every
+// agent, so it checks eight bytes at a time.
+func anyByte(values []string, nonASCII bool) bool {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	hasByte := func(x, c uint64) bool { // has a byte equal to c
 		y := x ^ (c * ones)
 		return (y-ones)&^y&highs != 0
 	}
+	var high uint64
+	if nonASCII {
+		high = highs
+	}
 	for _, v := range values {
 		i := 0
 		for ; i+8 <= len(v); i += 8 {
 			x := binary.LittleEndian.Uint64([]byte(v[i : i+8]))
-			if hasByte(x, '\\') || hasByte(x, '"') || hasByte(x, '\n') {
+			if x&high != 0 || hasByte(x, '\\') || hasByte(x, '"') || hasByte(x, '\n') {
 				return true
 			}
 		}
 		for ; i < len(v); i++ {
-			if c := v[i]; c == '\\' || c == '"' || c == '\n' {
+			if c := v[i]; c == '\\' || c == '"' || c == '\n' || (nonASCII && c >= 0x80) {
 				return true
 			}
 		}

@@ -38,6 +38,13 @@ func FuzzNeedsEscaping(f *testing.F) {
 		if got := needsEscaping("plain", s, "also plain"); got != want {
 			t.Fatalf("needsEscaping(..., %q, ...) = %v, want %v", s, got, want)
 		}
+		ascii := true
+		for i := 0; i < len(s); i++ {
+			ascii = ascii && s[i] < 0x80
+		}
+		if got := plainASCII("plain", s); got != (ascii && !want) {
+			t.Fatalf("plainASCII(%q) = %v", s, got)
+		}
 	})
 }
 

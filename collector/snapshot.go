@@ -131,34 +131,44 @@ func labelValue(s string) string {
 // newAgentView resolves an agent's queues and platform and cleans its
 // strings; org is the organization label.
 func newAgentView(org string, a client.Agent) AgentView {
-	a.ID = labelValue(a.ID)
-	a.Name = labelValue(a.Name)
-	a.ConnectionState = labelValue(a.ConnectionState)
-	a.Hostname = labelValue(a.Hostname)
-	a.IPAddress = labelValue(a.IPAddress)
-	a.Version = labelValue(a.Version)
-	a.Queue = labelValue(a.Queue)
-	for _, m := range a.MetaData {
-		if !utf8.ValidString(m) { // copied first: the caller's slice stays as it was
-			md := make([]string, len(a.MetaData))
-			for j, m := range a.MetaData {
-				md[j] = labelValue(m)
+	// Nearly always every string is ASCII with nothing to escape: one
+	// check of them all, rather than one per string for each concern.
+	plain := plainASCII(org, a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
+		a.OSID, a.Arch, a.UserAgent) && plainASCII(a.MetaData...)
+	if !plain {
+		a.ID = labelValue(a.ID)
+		a.Name = labelValue(a.Name)
+		a.ConnectionState = labelValue(a.ConnectionState)
+		a.Hostname = labelValue(a.Hostname)
+		a.IPAddress = labelValue(a.IPAddress)
+		a.Version = labelValue(a.Version)
+		a.Queue = labelValue(a.Queue)
+		for _, m := range a.MetaData {
+			if !utf8.ValidString(m) { // copied first: the caller's slice stays as it was
+				md := make([]string, len(a.MetaData))
+				for j, m := range a.MetaData {
+					md[j] = labelValue(m)
+				}
+				a.MetaData = md
+				break
 			}
-			a.MetaData = md
-			break
 		}
 	}
-	osName, arch := a.Platform()
+	osName, arch := a.Platform() // from os_id, arch and user_agent: plain when they are
 	queues := agentQueues(&a)
 	v := AgentView{
 		Agent:      a,
 		Queues:     queues,
 		QueueLabel: strings.Join(queues, ","),
-		OS:         labelValue(osName),
-		Arch:       labelValue(arch),
+		OS:         osName,
+		Arch:       arch,
 	}
-	v.plainText = !needsEscaping(org, v.ID, v.Name, v.QueueLabel, v.Hostname, v.Version, v.ConnectionState,
-		v.OS, v.Arch, v.IPAddress) && !needsEscaping(v.MetaData...)
+	v.plainText = plain
+	if !plain {
+		v.OS, v.Arch = labelValue(osName), labelValue(arch)
+		v.plainText = !needsEscaping(org, v.ID, v.Name, v.QueueLabel, v.Hostname, v.Version, v.ConnectionState,
+			v.OS, v.Arch, v.IPAddress) && !needsEscaping(v.MetaData...)
+	}
 	buf := make([]byte, 0, len(`id="",name="",organization="",queue=""`)+len(v.ID)+len(v.Name)+len(org)+len(v.QueueLabel))
 	buf = appendLabelText(buf, "id", v.ID, v.plainText)
 	buf = append(buf, ',')
