@@ -343,7 +343,63 @@ func (d *pageDecoder) agentValue(i int) (int, error) {
 }
 
 // agentObject reads the members of the agent object at b[i] == '{'.
-func (d *pageDecoder) agentObject(i int) (int, error) {
+func (d *pageDecoder) agentObject(i int) (int, error) { return d.object(i, false, d.agentMember) }
+
+// agentMember reads the value at b[i] of an agent's member f.
+func (d *pageDecoder) agentMember(i int, f field) (int, error) {
+	switch f {
+	case fID:
+		return d.readString(i, &d.id, "id")
+	case fName:
+		return d.readString(i, &d.name, "name")
+	case fHostname:
+		return d.readString(i, &d.hostname, "hostname")
+	case fIPAddress:
+		return d.readString(i, &d.ip, "ip_address")
+	case fPausedNote:
+		return d.readString(i, &d.pausedNote, "paused_note")
+	case fConnectionState:
+		return d.readInterned(i, &d.conn, slotConnectionState, "connection_state")
+	case fUserAgent:
+		return d.readInterned(i, &d.ua, slotUserAgent, "user_agent")
+	case fVersion:
+		return d.readInterned(i, &d.version, slotVersion, "version")
+	case fOSID:
+		return d.readInterned(i, &d.osID, slotOSID, "os_id")
+	case fArch:
+		return d.readInterned(i, &d.arch, slotArch, "arch")
+	case fQueue:
+		return d.readInterned(i, &d.queue, slotQueue, "queue")
+	case fCreatedAt:
+		return d.readTime(i, &d.a.CreatedAt, "created_at")
+	case fConnectedAt:
+		return d.readTime(i, &d.a.ConnectedAt, "connected_at")
+	case fDisconnectedAt:
+		return d.readTime(i, &d.a.DisconnectedAt, "disconnected_at")
+	case fLostAt:
+		return d.readTime(i, &d.a.LostAt, "lost_at")
+	case fStoppedAt:
+		return d.readTime(i, &d.a.StoppedAt, "stopped_at")
+	case fLastJobFinishedAt:
+		return d.readTime(i, &d.a.LastJobFinishedAt, "last_job_finished_at")
+	case fPausedAt:
+		return d.readTime(i, &d.a.PausedAt, "paused_at")
+	case fMetaData:
+		return d.readMetaData(i)
+	case fPriority:
+		return d.readPriority(i)
+	case fPaused:
+		return d.readBool(i, &d.a.Paused, "paused")
+	case fJob:
+		return d.readJob(i)
+	default:
+		return d.skipMember(i, 1)
+	}
+}
+
+// object reads the members of the agent (or job) object at b[i] == '{',
+// each value with value.
+func (d *pageDecoder) object(i int, job bool, value func(i int, f field) (int, error)) (int, error) {
 	b := d.buf
 	if i = skipWS(b, i+1); i < len(b) && b[i] == '}' {
 		return i + 1, nil
@@ -351,58 +407,10 @@ func (d *pageDecoder) agentObject(i int) (int, error) {
 	for n := 0; ; n++ {
 		var f field
 		var err error
-		if i, f, err = d.member(i, n, false); err != nil {
+		if i, f, err = d.member(i, n, job); err != nil {
 			return i, err
 		}
-		switch f {
-		case fID:
-			i, err = d.readString(i, &d.id, "id")
-		case fName:
-			i, err = d.readString(i, &d.name, "name")
-		case fHostname:
-			i, err = d.readString(i, &d.hostname, "hostname")
-		case fIPAddress:
-			i, err = d.readString(i, &d.ip, "ip_address")
-		case fPausedNote:
-			i, err = d.readString(i, &d.pausedNote, "paused_note")
-		case fConnectionState:
-			i, err = d.readInterned(i, &d.conn, slotConnectionState, "connection_state")
-		case fUserAgent:
-			i, err = d.readInterned(i, &d.ua, slotUserAgent, "user_agent")
-		case fVersion:
-			i, err = d.readInterned(i, &d.version, slotVersion, "version")
-		case fOSID:
-			i, err = d.readInterned(i, &d.osID, slotOSID, "os_id")
-		case fArch:
-			i, err = d.readInterned(i, &d.arch, slotArch, "arch")
-		case fQueue:
-			i, err = d.readInterned(i, &d.queue, slotQueue, "queue")
-		case fCreatedAt:
-			i, err = d.readTime(i, &d.a.CreatedAt, "created_at")
-		case fConnectedAt:
-			i, err = d.readTime(i, &d.a.ConnectedAt, "connected_at")
-		case fDisconnectedAt:
-			i, err = d.readTime(i, &d.a.DisconnectedAt, "disconnected_at")
-		case fLostAt:
-			i, err = d.readTime(i, &d.a.LostAt, "lost_at")
-		case fStoppedAt:
-			i, err = d.readTime(i, &d.a.StoppedAt, "stopped_at")
-		case fLastJobFinishedAt:
-			i, err = d.readTime(i, &d.a.LastJobFinishedAt, "last_job_finished_at")
-		case fPausedAt:
-			i, err = d.readTime(i, &d.a.PausedAt, "paused_at")
-		case fMetaData:
-			i, err = d.readMetaData(i)
-		case fPriority:
-			i, err = d.readPriority(i)
-		case fPaused:
-			i, err = d.readBool(i, &d.a.Paused, "paused")
-		case fJob:
-			i, err = d.readJob(i)
-		default:
-			i, err = d.skipMember(i, 1)
-		}
-		if err != nil {
+		if i, err = value(i, f); err != nil {
 			return i, err
 		}
 		var more bool
@@ -515,32 +523,20 @@ func (d *pageDecoder) readJob(i int) (int, error) {
 	if !d.hasJob {
 		d.hasJob, d.jobID, d.jobState, d.jobStartedAt = true, span{}, istr{}, time.Time{}
 	}
-	if i = skipWS(b, i+1); i < len(b) && b[i] == '}' {
-		return i + 1, nil
-	}
-	for n := 0; ; n++ {
-		var f field
-		var err error
-		if i, f, err = d.member(i, n, true); err != nil {
-			return i, err
-		}
-		switch f {
-		case fID:
-			i, err = d.readString(i, &d.jobID, "job id")
-		case fState:
-			i, err = d.readInterned(i, &d.jobState, slotJobState, "job state")
-		case fStartedAt:
-			i, err = d.readTime(i, &d.jobStartedAt, "job started_at")
-		default:
-			i, err = d.skipMember(i, 2)
-		}
-		if err != nil {
-			return i, err
-		}
-		var more bool
-		if i, more, err = d.afterValue(i, '}'); err != nil || !more {
-			return i, err
-		}
+	return d.object(i, true, d.jobMember)
+}
+
+// jobMember reads the value at b[i] of a job's member f.
+func (d *pageDecoder) jobMember(i int, f field) (int, error) {
+	switch f {
+	case fID:
+		return d.readString(i, &d.jobID, "job id")
+	case fState:
+		return d.readInterned(i, &d.jobState, slotJobState, "job state")
+	case fStartedAt:
+		return d.readTime(i, &d.jobStartedAt, "job started_at")
+	default:
+		return d.skipMember(i, 2)
 	}
 }
 
