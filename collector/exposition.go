@@ -235,15 +235,24 @@ func (t *textWriter) identityTime(name string, a *AgentView, at time.Time) {
 
 func (t *textWriter) identityLabels(name string, a *AgentView) {
 	t.name(name)
+	t.buf = append(t.buf, '{')
 	if a.textIdentity != "" { // built with the snapshot's organization
-		t.buf = append(t.buf, '{')
 		t.buf = append(t.buf, a.textIdentity...)
 	} else {
-		t.label("id", a.ID, true, false)
-		t.label("name", a.Name, false, false)
-		t.label("organization", t.org, false, false)
-		t.label("queue", a.QueueLabel, false, false)
+		t.buf = appendIdentity(t.buf, t.org, a, false)
 	}
+}
+
+// appendIdentity appends the identity labels of a, in name order;
+// plain: no value needs escaping.
+func appendIdentity(buf []byte, org string, a *AgentView, plain bool) []byte {
+	buf = appendLabelText(buf, "id", a.ID, plain)
+	buf = append(buf, ',')
+	buf = appendLabelText(buf, "name", a.Name, plain)
+	buf = append(buf, ',')
+	buf = appendLabelText(buf, "organization", org, plain)
+	buf = append(buf, ',')
+	return appendLabelText(buf, "queue", a.QueueLabel, plain)
 }
 
 // label appends a label; plain: the value needs no escaping.
@@ -321,10 +330,7 @@ func (t *textWriter) value(v float64) {
 	default:
 		t.buf = strconv.AppendFloat(t.buf, v, 'g', -1, 64)
 	}
-	t.buf = append(t.buf, '\n')
-	if len(t.buf) >= textBufferSize-4096 {
-		_ = t.flush()
-	}
+	t.endSeries()
 }
 
 // unixMillis ends a series with ms as Unix seconds, the value unixSeconds
@@ -354,6 +360,12 @@ func (t *textWriter) unixMillis(ms int64) {
 		}
 		t.buf = strconv.AppendInt(t.buf, frac, 10)
 	}
+	t.endSeries()
+}
+
+// endSeries ends the line, and writes the text out once it nears
+// textBufferSize.
+func (t *textWriter) endSeries() {
 	t.buf = append(t.buf, '\n')
 	if len(t.buf) >= textBufferSize-4096 {
 		_ = t.flush()

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
 )
 
 // sameEntry must agree with splitting both entries.
@@ -65,4 +67,20 @@ func FuzzUnixMillis(f *testing.F) {
 			t.Fatalf("unixMillis(%d) wrote %q, which parses to %v (%v), want %v", ms, text, got, err, want)
 		}
 	})
+}
+
+// A view built elsewhere than newAgentView (no textIdentity) is written
+// the same, escaped.
+func TestIdentityWithoutTextIdentity(t *testing.T) {
+	built := newAgentView(`o"rg`, client.Agent{ID: `a"1`, Name: "n\\1", Queue: "q\n1"})
+	bare := AgentView{Agent: built.Agent, Queues: built.Queues, QueueLabel: built.QueueLabel}
+	write := func(a *AgentView) string {
+		w := &textWriter{family: &agentTextFamilies[0], org: `o"rg`}
+		w.identity(nameAgentBusy, a, 1)
+		return string(w.buf)
+	}
+	got, want := write(&bare), write(&built)
+	if got != want || !strings.Contains(want, `{id="a\"1",name="n\\1",organization="o\"rg",queue="q\n1"} 1`) {
+		t.Fatalf("without textIdentity:\n%s\nwith it:\n%s", got, want)
+	}
 }

@@ -170,14 +170,7 @@ func newAgentView(org string, a client.Agent) AgentView {
 			v.OS, v.Arch, v.IPAddress) && !needsEscaping(v.MetaData...)
 	}
 	buf := make([]byte, 0, len(`id="",name="",organization="",queue=""`)+len(v.ID)+len(v.Name)+len(org)+len(v.QueueLabel))
-	buf = appendLabelText(buf, "id", v.ID, v.plainText)
-	buf = append(buf, ',')
-	buf = appendLabelText(buf, "name", v.Name, v.plainText)
-	buf = append(buf, ',')
-	buf = appendLabelText(buf, "organization", org, v.plainText)
-	buf = append(buf, ',')
-	buf = appendLabelText(buf, "queue", v.QueueLabel, v.plainText)
-	v.textIdentity = string(buf)
+	v.textIdentity = string(appendIdentity(buf, org, &v, v.plainText))
 	return v
 }
 
