@@ -483,15 +483,12 @@ var gzipWriters = sync.Pool{New: func() any {
 	return gz
 }}
 
-// acceptsGzip reports whether an Accept-Encoding header allows gzip (or
-// "*") with a non-zero quality.
+// acceptsGzip reports whether an Accept-Encoding header allows gzip with a
+// non-zero quality: named, else through "*".
 func acceptsGzip(header string) bool {
+	gzipQ, anyQ := -1.0, -1.0
 	for _, part := range strings.Split(header, ",") {
 		coding, params, _ := strings.Cut(part, ";")
-		coding = strings.ToLower(strings.TrimSpace(coding))
-		if coding != "gzip" && coding != "*" {
-			continue
-		}
 		q := 1.0
 		for _, p := range strings.Split(params, ";") {
 			if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
@@ -500,9 +497,17 @@ func acceptsGzip(header string) bool {
 				}
 			}
 		}
-		return q > 0
+		switch strings.ToLower(strings.TrimSpace(coding)) {
+		case "gzip":
+			gzipQ = q
+		case "*":
+			anyQ = q
+		}
 	}
-	return false
+	if gzipQ >= 0 {
+		return gzipQ > 0
+	}
+	return anyQ > 0
 }
 
 // scrapeTimeout: the header's seconds minus offset; when the offset would

@@ -547,6 +547,9 @@ func TestAcceptsGzip(t *testing.T) {
 		"zstd":                false,
 		"x-gzip":              false,
 		"gzip;level=1":        true,
+		"*;q=0, gzip":         true,
+		"gzip;q=0, *":         false,
+		"identity, *;q=0.5":   true,
 	} {
 		if got := acceptsGzip(header); got != want {
 			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
