@@ -544,15 +544,8 @@ func (d *pageDecoder) jobMember(i int, f field) (int, error) {
 // dst as it was.
 func (d *pageDecoder) readString(i int, dst *span, what string) (int, error) {
 	b := d.buf
-	switch b[i] {
-	case '"':
-	case 'n':
-		return scanLiteral(b, i, "null")
-	default:
-		return i, typeError(b, i, what, "a string")
-	}
-	end, flags, err := scanString(b, i)
-	if err != nil {
+	end, flags, null, err := d.stringMember(i, what)
+	if err != nil || null {
 		return end, err
 	}
 	off := len(d.scratch)
@@ -568,21 +561,30 @@ func (d *pageDecoder) readString(i int, dst *span, what string) (int, error) {
 // readInterned reads a string member of which a fleet has few distinct
 // values; null is "".
 func (d *pageDecoder) readInterned(i int, dst *istr, slot int, what string) (int, error) {
+	end, flags, null, err := d.stringMember(i, what)
+	if null {
+		*dst = istr{}
+	}
+	if err != nil || null {
+		return end, err
+	}
+	*dst = d.internValue(d.buf[i+1:end-1], flags, slot)
+	return end, nil
+}
+
+// stringMember scans the member at b[i], which must be a string or null
+// (null reports true).
+func (d *pageDecoder) stringMember(i int, what string) (end int, flags uint8, null bool, err error) {
 	b := d.buf
 	switch b[i] {
 	case '"':
+		end, flags, err = scanString(b, i)
+		return end, flags, false, err
 	case 'n':
-		*dst = istr{}
-		return scanLiteral(b, i, "null")
-	default:
-		return i, typeError(b, i, what, "a string")
+		end, err = scanLiteral(b, i, "null")
+		return end, 0, true, err
 	}
-	end, flags, err := scanString(b, i)
-	if err != nil {
-		return end, err
-	}
-	*dst = d.internValue(b[i+1:end-1], flags, slot)
-	return end, nil
+	return i, 0, false, typeError(b, i, what, "a string")
 }
 
 // internValue returns the value of a scanned string's raw bytes: the
