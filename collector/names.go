@@ -11,6 +11,8 @@ const (
 	nameRateLimitReset     = "buildkite_api_rate_limit_reset_seconds"
 	nameAPIRequestsTotal   = "buildkite_exporter_api_requests_total"
 	nameBuildInfo          = "buildkite_exporter_build_info"
+	nameCollectionTime     = "buildkite_collection_timestamp_seconds"
+	nameFieldErrorsTotal   = "buildkite_exporter_agent_field_errors_total"
 
 	nameAgents          = "buildkite_agents"
 	nameAgentsBusy      = "buildkite_agents_busy"
@@ -34,6 +36,14 @@ const (
 
 	nameQueueJobs      = "buildkite_queue_jobs"
 	nameAgentMetricsUp = "buildkite_agent_metrics_up"
+
+	nameClustersUp              = "buildkite_clusters_up"
+	nameQueueDispatchPaused     = "buildkite_queue_dispatch_paused"
+	nameQueueDispatchPausedTime = "buildkite_queue_dispatch_paused_timestamp_seconds"
+	nameQueueWaitTime           = "buildkite_queue_wait_time_seconds"
+	nameQueueFinishedJobs       = "buildkite_queue_finished_jobs"
+	nameQueueMetricsTime        = "buildkite_queue_metrics_timestamp_seconds"
+	nameQueueMetricsUp          = "buildkite_queue_metrics_up"
 )
 
 // MetricNames lists every metric family the exporter can expose.
@@ -42,6 +52,7 @@ func MetricNames() []string {
 		nameUp, nameScrapeDuration, nameScrapeRequests,
 		nameRateLimitLimit, nameRateLimitRemaining, nameRateLimitReset,
 		nameAPIRequestsTotal, nameBuildInfo,
+		nameCollectionTime, nameFieldErrorsTotal,
 		nameAgents, nameAgentsBusy, nameAgentsIdle, nameAgentsPaused,
 		nameAgentsByVersion, nameAgentsByTag, nameDeparturesTotal,
 		nameAgentInfo, nameAgentMetaData, nameAgentBusy, nameAgentPaused,
@@ -49,5 +60,7 @@ func MetricNames() []string {
 		nameAgentLastJobFinished, nameAgentLastJobAge, nameAgentJobStarted,
 		nameAgentDeparted,
 		nameQueueJobs, nameAgentMetricsUp,
+		nameClustersUp, nameQueueDispatchPaused, nameQueueDispatchPausedTime,
+		nameQueueWaitTime, nameQueueFinishedJobs, nameQueueMetricsTime, nameQueueMetricsUp,
 	}
 }
