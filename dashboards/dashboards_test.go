@@ -508,6 +508,16 @@ func checkFilters(t *testing.T, f string, q query, vs *parser.VectorSelector, va
 			t.Errorf("%s: %s: %s is not filtered by %s=~\"$%s\"", f, q.where, vs.Name, l, l)
 		}
 	}
+	// Every family with a cluster label follows the cluster variable (the
+	// cluster variable's own query excepted).
+	if _, ok := vars["cluster"]; ok && !q.variable && hasClusterLabel(vs.Name) && !uses("buildkite_cluster", "cluster") {
+		t.Errorf("%s: %s: %s is not filtered by buildkite_cluster=~\"$cluster\"", f, q.where, vs.Name)
+	}
+}
+
+// hasClusterLabel: the families that carry buildkite_cluster.
+func hasClusterLabel(metric string) bool {
+	return metric == "buildkite_agent_metrics_up" || (hasQueueLabel(metric) && strings.HasPrefix(metric, "buildkite_"))
 }
 
 func hasQueueLabel(metric string) bool {
@@ -516,7 +526,8 @@ func hasQueueLabel(metric string) bool {
 		"buildkite_scrape_duration_seconds", "buildkite_scrape_api_requests",
 		"buildkite_api_rate_limit_limit", "buildkite_api_rate_limit_remaining",
 		"buildkite_api_rate_limit_reset_seconds", "buildkite_exporter_api_requests_total",
-		"buildkite_agent_metrics_up":
+		"buildkite_agent_metrics_up", "buildkite_clusters_up", "buildkite_collection_timestamp_seconds",
+		"buildkite_exporter_agent_field_errors_total", "buildkite_queue_metrics_up":
 		return false
 	}
 	return strings.HasPrefix(metric, "buildkite")
