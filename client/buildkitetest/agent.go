@@ -19,8 +19,9 @@ import (
 // priority, meta_data, os_id, arch, queue, connected_at, disconnected_at, lost_at,
 // stopped_at, paused, paused_at, paused_by, paused_note, paused_timeout_in_minutes).
 //
-// Nil pointers serialize as null. OSID, Arch and Queue are omitted when "" (as older
-// API versions do). The fake fills url, web_url, graphql_id and creator itself, and
+// Nil pointers serialize as null. OSID and Arch are omitted when "" (as older
+// API versions do). Queue "" is the queue the agent serves when it has no
+// queue= tag (see Fake.SetReportServedQueue), else omitted. The fake fills url, web_url, graphql_id and creator itself, and
 // paused_by with a plausible user while the agent is paused. paused_note is null when
 // "", paused_timeout_in_minutes null while not paused, meta_data [] when nil.
 type Agent struct {
@@ -41,8 +42,18 @@ type Agent struct {
 
 	// ClusterQueueID is the UUID of the agent's cluster queue. The API has no such
 	// field on the agent, so it is not serialized; the list filter cluster_queue_id
-	// matches it, and it shapes web_url as the real one does for clustered agents.
+	// matches it, and it shapes web_url as the real one does for clustered agents:
+	// .../clusters/{cluster}/queues/{ClusterQueueID}/agents/{ID}, where cluster is
+	// the declared cluster holding that queue (see AddCluster), else ClusterID,
+	// else an implicit cluster of the organization (uuidFrom "cluster:"+org) that
+	// the clusters endpoint does not list.
 	ClusterQueueID string
+
+	// ClusterID puts the agent in a cluster without naming its queue: it then
+	// serves the cluster's default queue (web_url names DefaultQueueID). With
+	// ClusterQueueID set it only disambiguates. "" with no ClusterQueueID:
+	// unclustered, web_url .../organizations/{org}/agents/{ID}.
+	ClusterID string
 
 	// Extra holds fields merged into the JSON object: unknown fields, or known ones
 	// whose value overrides the fake's (e.g. "priority": "high" to test a client's
@@ -228,12 +239,13 @@ func graphqlID(kind, id string) string {
 }
 
 // render builds the agent's JSON object. apiBase is scheme://host of the request,
-// so url and build_url point back at the fake.
-func (a *Agent) render(org, apiBase string) object {
+// so url and build_url point back at the fake; p is the agent's cluster and
+// queue, queue the "queue" field ("" omits it).
+func (a *Agent) render(org, apiBase string, p placement, queue string) object {
 	webURL := fmt.Sprintf("https://buildkite.com/organizations/%s/agents/%s", org, a.ID)
-	if a.ClusterQueueID != "" {
+	if p.clusterID != "" {
 		webURL = fmt.Sprintf("https://buildkite.com/organizations/%s/clusters/%s/queues/%s/agents/%s",
-			org, uuidFrom("cluster:"+org), a.ClusterQueueID, a.ID)
+			org, p.clusterID, p.queueID, a.ID)
 	}
 	var job, pausedBy, pausedNote, pausedTimeout any
 	if a.Job != nil {
@@ -268,7 +280,7 @@ func (a *Agent) render(org, apiBase string) object {
 		{"priority", a.Priority},
 		{"meta_data", meta},
 	}
-	for _, f := range []field{{"os_id", a.OSID}, {"arch", a.Arch}, {"queue", a.Queue}} {
+	for _, f := range []field{{"os_id", a.OSID}, {"arch", a.Arch}, {"queue", queue}} {
 		if f.value != "" {
 			o = append(o, f)
 		}

@@ -22,9 +22,16 @@ import (
 // with AddAgentToken; an unknown one answers 401. Agent counts per queue come
 // from the Fake's own agents in the token's organization (connected and
 // stopping ones; an agent's queues are its queue field, else its queue= tags,
-// else "default"; busy means it has a job, idle the rest); job counts are
-// what SetJobs set. A queue is listed when an agent serves it or SetJobs gave
-// it jobs. Every 200 carries Buildkite-Agent-Metrics-Poll-Duration (10 unless
+// else the queue it serves as its "queue" field says; busy means it has a
+// job, idle the rest); job counts are what SetJobs and SetClusterJobs set. A
+// queue is listed when an agent serves it, jobs were set for it, or it is a
+// declared queue of the token's cluster.
+//
+// Once the organization has declared clusters (AddCluster, PutCluster), an
+// agent token answers for its cluster only, as Buildkite's do: a token whose
+// cluster name names a declared cluster counts that cluster's agents and
+// lists all its queues; a token with cluster "" counts the unclustered agents.
+// Without declared clusters a token counts every agent of the organization. Every 200 carries Buildkite-Agent-Metrics-Poll-Duration (10 unless
 // SetAgentMetricsPollDuration changed it). Requests are recorded and faults
 // apply as for the REST API; rate limits do not.
 
@@ -39,12 +46,16 @@ type agentToken struct{ org, cluster string }
 
 type jobCounts struct{ scheduled, running, waiting int }
 
+// clusterKey is a queue of a named cluster ("" for unclustered).
+type clusterKey struct{ cluster, queue string }
+
 // agentMetricsState is the Agent API's part of a Fake. It lives beside the
 // Fake (keyed weakly, so a collected Fake takes it along) and is guarded by
 // the Fake's own mutex.
 type agentMetricsState struct {
 	tokens      map[string]agentToken
-	jobs        map[string]map[string]jobCounts // org -> queue -> counts
+	jobs        map[string]map[string]jobCounts     // org -> queue -> counts, any cluster
+	clusterJobs map[string]map[clusterKey]jobCounts // org -> cluster name and queue -> counts
 	pollSeconds int
 }
 
@@ -59,6 +70,7 @@ func (f *Fake) agentStateLocked() *agentMetricsState {
 	st := &agentMetricsState{
 		tokens:      map[string]agentToken{},
 		jobs:        map[string]map[string]jobCounts{},
+		clusterJobs: map[string]map[clusterKey]jobCounts{},
 		pollSeconds: DefaultAgentMetricsPollDuration,
 	}
 	if prev, loaded := agentMetricsStates.LoadOrStore(key, st); loaded {
@@ -77,8 +89,10 @@ func (f *Fake) AddAgentToken(token, org, cluster string) {
 	f.agentStateLocked().tokens[token] = agentToken{org: org, cluster: cluster}
 }
 
-// SetJobs sets the unfinished jobs of a queue. All zero removes the queue's
-// jobs entry: the queue is then listed only while an agent serves it.
+// SetJobs sets the unfinished jobs of a queue key, in whichever cluster a
+// token names (every cluster having that key). All zero removes the queue's
+// jobs entry: the queue is then listed only while an agent serves it (or
+// its cluster declares it). SetClusterJobs takes precedence for its queue.
 func (f *Fake) SetJobs(org, queue string, scheduled, running, waiting int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -91,6 +105,24 @@ func (f *Fake) SetJobs(org, queue string, scheduled, running, waiting int) {
 		st.jobs[org] = map[string]jobCounts{}
 	}
 	st.jobs[org][queue] = jobCounts{max(scheduled, 0), max(running, 0), max(waiting, 0)}
+}
+
+// SetClusterJobs sets the unfinished jobs of the queue key of the cluster
+// named cluster ("" for unclustered agents), for the tokens of that cluster
+// only. All zero removes the entry.
+func (f *Fake) SetClusterJobs(org, cluster, queue string, scheduled, running, waiting int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.agentStateLocked()
+	k := clusterKey{cluster, queue}
+	if scheduled == 0 && running == 0 && waiting == 0 {
+		delete(st.clusterJobs[org], k)
+		return
+	}
+	if st.clusterJobs[org] == nil {
+		st.clusterJobs[org] = map[clusterKey]jobCounts{}
+	}
+	st.clusterJobs[org][k] = jobCounts{max(scheduled, 0), max(running, 0), max(waiting, 0)}
 }
 
 // SetAgentMetricsPollDuration sets the Buildkite-Agent-Metrics-Poll-Duration
@@ -172,7 +204,7 @@ func (f *Fake) handleAgentAPI(r *http.Request, resp *response, ft *Fault) {
 		resp.message(http.StatusMethodNotAllowed, "Method Not Allowed")
 		return
 	}
-	agents, jobs := f.agentMetricsCounts(info.org)
+	agents, jobs := f.agentMetricsCounts(info.org, info.cluster)
 	org := wireSlug{Slug: info.org}
 	var cluster *wireClusterName
 	if info.cluster != "" {
@@ -230,12 +262,13 @@ func (f *Fake) handleAgentAPI(r *http.Request, resp *response, ft *Fault) {
 // queue key can contain a NUL.
 const totalKey = "\x00total"
 
-// agentMetricsCounts counts org's listed agents per queue (and in total under
-// totalKey) and returns the jobs set per queue.
-func (f *Fake) agentMetricsCounts(org string) (map[string]wireAgentCounts, map[string]wireJobCounts) {
+// agentMetricsCounts counts the listed agents of org that a token of the
+// named cluster sees, per queue (and in total under totalKey), and returns
+// the jobs set per queue.
+func (f *Fake) agentMetricsCounts(org, cluster string) (map[string]wireAgentCounts, map[string]wireJobCounts) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	agents := map[string]wireAgentCounts{}
+	agents := map[string]wireAgentCounts{totalKey: {}}
 	add := func(key string, busy bool) {
 		c := agents[key]
 		c.Total++
@@ -246,28 +279,62 @@ func (f *Fake) agentMetricsCounts(org string) (map[string]wireAgentCounts, map[s
 		}
 		agents[key] = c
 	}
+	// With declared clusters, the token sees one cluster: wantID ("" for
+	// the unclustered agents; a name no cluster has sees none).
+	scoped := len(f.clusters[org]) > 0
+	wantID := ""
+	if scoped && cluster != "" {
+		wantID = "\x00none"
+		if st := f.clusterByNameLocked(org, cluster); st != nil {
+			wantID = st.ID
+			for _, q := range st.queues {
+				agents[q.Key] = wireAgentCounts{}
+			}
+		}
+	}
 	for _, a := range f.orgs[org] {
 		if a.ConnectionState != StateConnected && a.ConnectionState != StateStopping {
 			continue
 		}
-		for _, q := range agentQueueKeys(a) {
+		p := f.placeLocked(org, a)
+		if scoped && p.clusterID != wantID {
+			continue
+		}
+		for _, q := range agentQueueKeys(a, p.servedQueueKey()) {
 			add(q, a.Job != nil)
 		}
 		add(totalKey, a.Job != nil)
 	}
+	st := f.agentStateLocked()
 	jobs := map[string]wireJobCounts{}
-	for q, c := range f.agentStateLocked().jobs[org] {
+	set := func(q string, c jobCounts) {
 		jobs[q] = wireJobCounts{c.scheduled, c.running, c.waiting, c.scheduled + c.running + c.waiting}
 	}
-	if _, ok := agents[totalKey]; !ok {
-		agents[totalKey] = wireAgentCounts{}
+	for q, c := range st.jobs[org] {
+		set(q, c)
+	}
+	for k, c := range st.clusterJobs[org] {
+		if k.cluster == cluster {
+			set(k.queue, c)
+		}
 	}
 	return agents, jobs
 }
 
+// clusterByNameLocked finds a declared cluster of org by name (the oldest
+// when several share it).
+func (f *Fake) clusterByNameLocked(org, name string) *clusterState {
+	for _, st := range f.sortedClustersLocked(org) {
+		if st.Name == name {
+			return st
+		}
+	}
+	return nil
+}
+
 // agentQueueKeys: the queue field when set, else every distinct non-empty
-// queue= tag, else "default".
-func agentQueueKeys(a *Agent) []string {
+// queue= tag, else served (the queue the agent serves without a tag).
+func agentQueueKeys(a *Agent, served string) []string {
 	if a.Queue != "" {
 		return []string{a.Queue}
 	}
@@ -279,7 +346,7 @@ func agentQueueKeys(a *Agent) []string {
 		}
 	}
 	if len(qs) == 0 {
-		return []string{"default"}
+		return []string{served}
 	}
 	return qs
 }

@@ -99,6 +99,8 @@ type Fake struct {
 	faults      []*faultEntry
 	listHook    func(org string, page int)
 	requests    []Request
+	clusters    map[string]map[string]*clusterState // org -> cluster ID -> cluster
+	noQueue     bool                                // SetReportServedQueue(false)
 }
 
 // NewFake returns a fake with no organizations, tokens or limits, on the real clock.
@@ -109,11 +111,12 @@ func NewFake() *Fake {
 		now:         time.Now,
 		orgWindows:  map[string]*window{},
 		userWindows: map[string]*window{},
+		clusters:    map[string]map[string]*clusterState{},
 	}
 }
 
 // AddToken makes token valid for every organization with the given scopes
-// (read_agents and write_agents when none are given).
+// (read_agents, write_agents and read_clusters when none are given).
 func (f *Fake) AddToken(token string, scopes ...string) {
 	f.addToken(token, nil, scopes)
 }
@@ -130,7 +133,7 @@ func (f *Fake) AddTokenForOrgs(token string, orgs []string, scopes ...string) {
 
 func (f *Fake) addToken(token string, orgs map[string]bool, scopes []string) {
 	if len(scopes) == 0 {
-		scopes = []string{ScopeReadAgents, ScopeWriteAgents}
+		scopes = []string{ScopeReadAgents, ScopeWriteAgents, ScopeReadClusters}
 	}
 	s := map[string]bool{}
 	for _, sc := range scopes {
@@ -241,6 +244,28 @@ func (f *Fake) Agents(org string) []Agent {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// SetReportServedQueue sets whether agents without a Queue and without a
+// queue= tag are listed with the "queue" the API reports for them (the queue
+// they serve: their cluster queue's key, their cluster's default queue key,
+// or "default"), as today's API does; the default is true. false makes such
+// agents lack "queue", as older API versions did. Extra{"queue": Omit} does
+// the same for one agent.
+func (f *Fake) SetReportServedQueue(report bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noQueue = !report
+}
+
+// renderAgentLocked renders a with its cluster placement; f.mu must be held.
+func (f *Fake) renderAgentLocked(org, base string, a *Agent) object {
+	p := f.placeLocked(org, a)
+	queue := a.Queue
+	if queue == "" && !f.noQueue && !hasQueueTag(a.MetaData) {
+		queue = p.servedQueueKey()
+	}
+	return a.render(org, base, p, queue)
 }
 
 // SetClock replaces the clock used for timestamps, rate-limit windows and
@@ -483,24 +508,37 @@ const (
 	routeList routeKind = iota + 1
 	routeAgent
 	routeAction
+	routeClusters
+	routeQueues
 )
 
 type route struct {
 	kind         routeKind
-	org, id, act string
+	org, id, act string // id: the agent's, or the cluster's for routeQueues
 }
 
-// parseRoute splits /v2/organizations/{org}/agents[/{id}[/{action}]].
+// parseRoute splits /v2/organizations/{org}/agents[/{id}[/{action}]],
+// /v2/organizations/{org}/clusters and .../clusters/{id}/queues.
 func parseRoute(path string) (route, bool) {
 	rest, ok := strings.CutPrefix(path, "/v2/organizations/")
 	if !ok {
 		return route{}, false
 	}
 	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
-	if len(parts) < 2 || parts[0] == "" || parts[1] != "agents" {
+	if len(parts) < 2 || parts[0] == "" {
 		return route{}, false
 	}
 	rt := route{org: parts[0]}
+	switch {
+	case parts[1] == "clusters" && len(parts) == 2:
+		rt.kind = routeClusters
+		return rt, true
+	case parts[1] == "clusters" && len(parts) == 4 && parts[2] != "" && parts[3] == "queues":
+		rt.kind, rt.id = routeQueues, parts[2]
+		return rt, true
+	case parts[1] != "agents":
+		return route{}, false
+	}
 	switch len(parts) {
 	case 2:
 		rt.kind = routeList
@@ -554,8 +592,11 @@ func (f *Fake) handle(r *http.Request, now time.Time, resp *response, ft *Fault)
 		return
 	}
 	want, scope := http.MethodGet, ScopeReadAgents
-	if rt.kind == routeAction {
+	switch rt.kind {
+	case routeAction:
 		want, scope = http.MethodPut, ScopeWriteAgents
+	case routeClusters, routeQueues:
+		scope = ScopeReadClusters
 	}
 	if r.Method != want {
 		resp.header.Set("Allow", want)
@@ -580,6 +621,8 @@ func (f *Fake) handle(r *http.Request, now time.Time, resp *response, ft *Fault)
 		f.get(r, rt.org, rt.id, resp)
 	case routeAction:
 		f.action(r, rt, resp)
+	case routeClusters, routeQueues:
+		f.listClusters(r, rt, resp)
 	}
 }
 
@@ -680,7 +723,7 @@ func (f *Fake) list(r *http.Request, org string, resp *response) {
 		{"name", func(a *Agent) string { return a.Name }},
 		{"hostname", func(a *Agent) string { return a.Hostname }},
 		{"version", func(a *Agent) string { return a.Version }},
-		{"cluster_queue_id", func(a *Agent) string { return a.ClusterQueueID }},
+		{"cluster_queue_id", func(a *Agent) string { return f.placeLocked(org, a).queueID }}, // called under f.mu
 	} {
 		if want := q.Get(fl.want); want != "" {
 			filters = append(filters, filter{want, fl.value})
@@ -716,7 +759,7 @@ func (f *Fake) list(r *http.Request, org string, resp *response) {
 	out := []object{}
 	if start := (page - 1) * perPage; start < total {
 		for _, a := range agents[start:min(start+perPage, total)] {
-			out = append(out, a.render(org, base))
+			out = append(out, f.renderAgentLocked(org, base, a))
 		}
 	}
 	f.mu.Unlock()
@@ -771,7 +814,7 @@ func (f *Fake) get(r *http.Request, org, id string, resp *response) {
 	a := f.orgs[org][id]
 	var o object
 	if a != nil {
-		o = a.render(org, base)
+		o = f.renderAgentLocked(org, base, a)
 	}
 	f.mu.Unlock()
 	if a == nil {

@@ -429,6 +429,12 @@ func TestAgentJSON(t *testing.T) {
 		ClusterQueueID: "q-1", Extra: map[string]any{"priority": "high"}})
 	a = nil
 	json.Unmarshal(do(t, s, "GET", "/organizations/acme/agents/old", token, "").body, &a)
+	if a["queue"] != "default" { // today's API reports the queue served
+		t.Errorf("queue = %v, want default", a["queue"])
+	}
+	s.SetReportServedQueue(false)
+	a = nil
+	json.Unmarshal(do(t, s, "GET", "/organizations/acme/agents/old", token, "").body, &a)
 	for _, k := range []string{"os_id", "arch", "queue"} {
 		if _, ok := a[k]; ok {
 			t.Errorf("%s present for empty value", k)

@@ -10,10 +10,61 @@ import (
 
 // SimConfig configures a Simulator.
 type SimConfig struct {
-	Queues []string         // queue keys agents serve; default ["default"]
-	Agents int              // mean fleet size; <= 0 means 60
-	Seed   int64            // same seed, same clock readings: same fleet
-	Now    func() time.Time // clock for the timestamps it sets; default time.Now
+	// Queues are the queue keys unclustered agents serve; default
+	// ["default"] when there are no Clusters.
+	Queues []string
+	// Clusters, when set, are declared in the Fake (AddCluster) and agents
+	// are spread over their queues and Queues. Without Clusters every agent
+	// sits in the organization's implicit, unlisted cluster (see
+	// Agent.ClusterQueueID), as before clusters were modelled.
+	Clusters []SimCluster
+	Agents   int              // mean fleet size; <= 0 means 60
+	Seed     int64            // same seed, same clock readings: same fleet
+	Now      func() time.Time // clock for the timestamps it sets; default time.Now
+}
+
+// SimCluster is a cluster of a simulated fleet.
+type SimCluster struct {
+	Name   string
+	Queues []SimQueue // the first is the cluster's default queue
+}
+
+// SimQueue is a queue of a SimCluster.
+type SimQueue struct {
+	Key            string
+	NoAgents       bool // declared, but no agent ever serves it
+	DispatchPaused bool // dispatch paused from the start: its agents take no new jobs
+}
+
+// DemoFleet is the layout of the demo fleet (cmd/buildkite-fake): three
+// clusters and unclustered agents, with what a real organization shows:
+//   - "Default cluster" (a new organization's), whose default queue is
+//     linux-small, not default; its queue gpu has no agents;
+//   - "linux" and "macos", which both have a queue keyed default (queue keys
+//     are unique only within a cluster); linux's deploy queue is
+//     dispatch-paused;
+//   - unclustered agents in the queues default and windows.
+//
+// Agents and Seed are left for the caller.
+func DemoFleet() SimConfig {
+	return SimConfig{
+		Queues: []string{"default", "windows"},
+		Clusters: []SimCluster{
+			{Name: "Default cluster", Queues: []SimQueue{{Key: "linux-small"}, {Key: "linux-large"}, {Key: "gpu", NoAgents: true}}},
+			{Name: "linux", Queues: []SimQueue{{Key: "default"}, {Key: "deploy", DispatchPaused: true}}},
+			{Name: "macos", Queues: []SimQueue{{Key: "default"}, {Key: "ios"}}},
+		},
+	}
+}
+
+// DemoDispatchPausedNote is the note of the demo fleet's dispatch-paused queue.
+const DemoDispatchPausedNote = "release freeze"
+
+// simSlot is a queue a new agent can join: a cluster's queue, or (cluster
+// -1) the unclustered queues as a whole.
+type simSlot struct {
+	cluster int
+	key     string
 }
 
 // Simulator drives a living fleet in one organization of a Fake, for the demo and
@@ -32,6 +83,8 @@ type Simulator struct {
 	steps int
 	hosts int
 	left  map[string]int // agent ID -> step at which it was first seen gone
+	slots []simSlot      // with Clusters: where new agents go
+	names map[string]string // cluster ID -> name
 }
 
 // retainSteps is how long an agent that left stays gettable before removal.
@@ -47,7 +100,7 @@ var pauseNotes = []string{"", "investigating flaky disk", "draining for AMI roll
 // NewSimulator creates the organization in f and fills it with cfg.Agents agents,
 // some of them busy.
 func NewSimulator(f *Fake, org string, cfg SimConfig) *Simulator {
-	if len(cfg.Queues) == 0 {
+	if len(cfg.Queues) == 0 && len(cfg.Clusters) == 0 {
 		cfg.Queues = []string{"default"}
 	}
 	if cfg.Agents <= 0 {
@@ -64,6 +117,7 @@ func NewSimulator(f *Fake, org string, cfg SimConfig) *Simulator {
 		left: map[string]int{},
 	}
 	f.AddOrganization(org)
+	s.declareClusters()
 	now := cfg.Now()
 	for i := 0; i < cfg.Agents; i++ {
 		// Spread registrations over the last day so created_at varies.
@@ -75,6 +129,34 @@ func NewSimulator(f *Fake, org string, cfg SimConfig) *Simulator {
 		f.PutAgent(org, a)
 	}
 	return s
+}
+
+// declareClusters puts cfg.Clusters into the Fake and lists the slots new
+// agents join.
+func (s *Simulator) declareClusters() {
+	s.names = map[string]string{}
+	for i, c := range s.cfg.Clusters {
+		var keys []string
+		for _, q := range c.Queues {
+			keys = append(keys, q.Key)
+			if !q.NoAgents {
+				s.slots = append(s.slots, simSlot{i, q.Key})
+			}
+		}
+		if len(keys) == 0 {
+			keys = []string{""}
+		}
+		id := s.f.AddCluster(s.org, c.Name, keys[0], keys[1:]...)
+		s.names[id] = c.Name
+		for _, q := range c.Queues {
+			if q.DispatchPaused {
+				s.f.SetDispatchPaused(s.org, id, QueueID(id, q.Key), true, DemoDispatchPausedNote)
+			}
+		}
+	}
+	if len(s.cfg.Clusters) > 0 && len(s.cfg.Queues) > 0 {
+		s.slots = append(s.slots, simSlot{cluster: -1})
+	}
 }
 
 // Step advances the fleet by one tick.
@@ -139,6 +221,9 @@ func (s *Simulator) advance(a Agent, now time.Time) {
 			x.Paused, x.PausedAt, x.PausedNote, x.PausedTimeoutInMinutes = true, ptr(now), note, timeout
 		}
 	case r < 0.47:
+		if s.f.dispatchPaused(s.org, &a) {
+			return // Buildkite dispatches no job to it
+		}
 		job := s.newJob(now)
 		mutate = func(x *Agent) {
 			if x.Job == nil && !x.Paused {
@@ -220,8 +305,39 @@ func (s *Simulator) newJob(now time.Time) *Job {
 	return &Job{ID: s.uuid(), State: "running", StartedAt: &started}
 }
 
-func (s *Simulator) newAgent(created time.Time) Agent {
-	s.hosts++
+// simPlace is where a new agent goes: the queue tags it gets, the queue key
+// it serves, its cluster and queue IDs ("" when unclustered), and a hint of
+// its platform (mac, windows).
+type simPlace struct {
+	tags               []string
+	queue              string
+	clusterID, queueID string
+	hint               string
+}
+
+// place picks a new agent's queues.
+func (s *Simulator) place() simPlace {
+	if len(s.cfg.Clusters) == 0 {
+		p := s.unclustered()
+		p.clusterID, p.queueID = "", uuidFrom("queue:"+s.org+":"+p.queue) // the implicit cluster
+		return p
+	}
+	slot := s.slots[s.rng.IntN(len(s.slots))]
+	if slot.cluster < 0 {
+		return s.unclustered()
+	}
+	c := s.cfg.Clusters[slot.cluster]
+	id := ClusterID(s.org, c.Name)
+	p := simPlace{tags: []string{slot.key}, queue: slot.key, clusterID: id, queueID: QueueID(id, slot.key), hint: c.Name + "/" + slot.key}
+	if slot.key == c.Queues[0].Key && s.rng.Float64() < 0.3 {
+		p.tags = nil // no queue tag: serves the cluster's default queue
+	}
+	return p
+}
+
+// unclustered picks among cfg.Queues: mostly one, sometimes two, now and
+// then none (serving "default").
+func (s *Simulator) unclustered() simPlace {
 	qs := s.cfg.Queues
 	var queues []string
 	switch r := s.rng.Float64(); {
@@ -236,14 +352,20 @@ func (s *Simulator) newAgent(created time.Time) Agent {
 	if len(queues) > 0 {
 		queue = queues[0]
 	}
+	return simPlace{tags: queues, queue: queue, hint: queue}
+}
+
+func (s *Simulator) newAgent(created time.Time) Agent {
+	s.hosts++
+	p := s.place()
 
 	osID, arch, instance := "linux", "amd64", []string{"c6i.xlarge", "m6i.large", "c6i.2xlarge"}[s.rng.IntN(3)]
 	hostname := fmt.Sprintf("ip-10-0-%d-%d.ec2.internal", s.rng.IntN(16), 1+s.rng.IntN(254))
 	switch {
-	case strings.Contains(queue, "mac"):
+	case strings.Contains(p.hint, "mac"):
 		osID, arch, instance = "darwin", "arm64", "mac2.metal"
 		hostname = fmt.Sprintf("mac-mini-%03d", s.hosts)
-	case strings.Contains(queue, "windows"):
+	case strings.Contains(p.hint, "windows"):
 		osID, instance = "windows", "m6i.xlarge"
 		hostname = fmt.Sprintf("WIN-CI-%03d", s.hosts)
 	case s.rng.Float64() < 0.25:
@@ -261,7 +383,7 @@ func (s *Simulator) newAgent(created time.Time) Agent {
 	}
 
 	meta := []string{}
-	for _, q := range queues {
+	for _, q := range p.tags {
 		meta = append(meta, "queue="+q)
 	}
 	meta = append(meta, "os="+osID, "instance-type="+instance)
@@ -284,16 +406,18 @@ func (s *Simulator) newAgent(created time.Time) Agent {
 		Version:         version,
 		OSID:            osID,
 		Arch:            arch,
-		Queue:           queue,
+		Queue:           p.queue,
 		MetaData:        meta,
 		Priority:        priority,
 		CreatedAt:       created,
 		ConnectedAt:     ptr(created),
-		ClusterQueueID:  uuidFrom("queue:" + s.org + ":" + queue),
+		ClusterQueueID:  p.queueID,
+		ClusterID:       p.clusterID,
 	}
 	if version == "3.59.0" {
 		// Old agents as older API responses show them: no os_id/arch/queue.
 		a.OSID, a.Arch, a.Queue = "", "", ""
+		a.Extra = map[string]any{"queue": Omit}
 	}
 	return a
 }
