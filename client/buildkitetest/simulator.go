@@ -82,8 +82,8 @@ type Simulator struct {
 	rng   *rand.Rand
 	steps int
 	hosts int
-	left  map[string]int // agent ID -> step at which it was first seen gone
-	slots []simSlot      // with Clusters: where new agents go
+	left  map[string]int    // agent ID -> step at which it was first seen gone
+	slots []simSlot         // with Clusters: where new agents go
 	names map[string]string // cluster ID -> name
 }
 
