@@ -46,8 +46,17 @@ trap cleanup EXIT
 trap 'echo; exit 0' INT
 trap 'exit 143' TERM HUP
 
+# A fake that knows clusters writes one agent token per cluster, so the job
+# backlog covers every cluster (an agent token sees its own cluster only).
+fake_flags=()
+if "$fake" -h 2>&1 | grep -q -- '-agent-token-dir'; then
+	mkdir -m 700 "$logs/agent-tokens"
+	fake_flags=(--agent-token-dir "$logs/agent-tokens")
+fi
+
 # Fleet first: the fake's stdout is kept in a file to learn when it listens.
-"$fake" --listen "$fake_listen" --org "$orgs" --agents "${DEMO_AGENTS:-60}" --tick "${DEMO_TICK:-2s}" >"$logs/fake.log" 2>&1 &
+"$fake" --listen "$fake_listen" --org "$orgs" --agents "${DEMO_AGENTS:-60}" --tick "${DEMO_TICK:-2s}" \
+	${fake_flags[@]+"${fake_flags[@]}"} >"$logs/fake.log" 2>&1 &
 fake_pid=$!
 api_url="$(wait_for_line "$logs/fake.log" 'serving http://' 10 "$fake_pid" | grep -Eo 'http://[^ ]+')"
 
@@ -58,6 +67,10 @@ for o in "${org_list[@]}"; do org_flags+=("--buildkite.organization=$o"); done
 am=$(agent_metrics_flags "$exporter" "$fake" "$logs/fake.log" "$fake_pid")
 am_flags=()
 [ -z "$am" ] || am_flags=("$am")
+if [ -n "$am" ] && [ ${#fake_flags[@]} -gt 0 ]; then
+	for f in "$logs"/agent-tokens/*.token; do am_flags+=("--buildkite.agent-token-file=$f"); done
+	unset BUILDKITE_AGENT_TOKEN # the files name every cluster's token
+fi
 
 # The exporter logs to this terminal.
 "$exporter" "${org_flags[@]}" ${am_flags[@]+"${am_flags[@]}"} --buildkite.api-url="$api_url" --web.listen-address="$listen" \

@@ -3,9 +3,15 @@
 //
 //	go run ./client/buildkitetest/cmd/buildkite-fake --agents 100 --org demo,other
 //
+// Each organization gets the demo fleet (buildkitetest.DemoFleet): three
+// clusters, one of them with a dispatch-paused queue, and unclustered agents.
+//
 // It prints the base URLs to point a client at: the REST API (/v2) and the
-// Agent Metrics API (/v3, whose agent token is registered for the first
-// organization with the cluster name "demo-cluster"). Tokens are never printed.
+// Agent Metrics API (/v3). The agent token (--agent-token) is registered for
+// the first cluster of the first organization; with --agent-token-dir, the
+// fake also writes one agent token file per cluster (and one for the
+// unclustered agents) of every organization into that directory, for the
+// exporter's --buildkite.agent-token-file. Tokens are never printed.
 package main
 
 import (
@@ -17,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -55,6 +62,7 @@ func run(args []string) error {
 	seed := fs.Int64("seed", 1, "simulation seed")
 	latency := fs.Duration("latency", 0, "latency added to every request")
 	rateLimit := fs.Int("rate-limit", 0, "requests per organization per minute; 0 = unlimited")
+	tokenDir := fs.String("agent-token-dir", "", "directory to write one agent token file per cluster into (files *.token, mode 0600)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,14 +85,13 @@ func run(args []string) error {
 		if org == "" {
 			continue
 		}
-		if len(sims) == 0 {
-			fake.AddAgentToken(*agentToken, org, "demo-cluster")
+		cfg := buildkitetest.DemoFleet()
+		cfg.Agents = *agents
+		cfg.Seed = *seed + int64(i) // different fleets per organization
+		sims = append(sims, buildkitetest.NewSimulator(fake, org, cfg))
+		if err := addAgentTokens(fake, org, *agentToken, len(sims) == 1, *tokenDir); err != nil {
+			return err
 		}
-		sims = append(sims, buildkitetest.NewSimulator(fake, org, buildkitetest.SimConfig{
-			Queues: []string{"default", "deploy", "macos", "windows"},
-			Agents: *agents,
-			Seed:   *seed + int64(i), // different fleets per organization
-		}))
 	}
 	if len(sims) == 0 {
 		return errors.New("--org names no organization")
@@ -125,6 +132,31 @@ func run(args []string) error {
 			return nil
 		}
 	}
+}
+
+// addAgentTokens registers agent tokens for org's clusters: base for the
+// first cluster of the first organization, base-ORG-N for the others (N
+// counting the clusters from 1, 0 for the unclustered agents), each written
+// to dir/ORG-N.token when dir is set.
+func addAgentTokens(fake *buildkitetest.Fake, org, base string, first bool, dir string) error {
+	names := []string{""}
+	for _, c := range fake.Clusters(org) {
+		names = append(names, c.Name)
+	}
+	for n, name := range names {
+		tok := fmt.Sprintf("%s-%s-%d", base, org, n)
+		if first && n == 1 {
+			tok = base
+		}
+		fake.AddAgentToken(tok, org, name)
+		if dir == "" {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.token", org, n)), []byte(tok+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // baseURL is the URL a client should use; an unspecified listen address is
