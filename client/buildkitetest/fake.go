@@ -1,5 +1,22 @@
-// Package buildkitetest is a faithful fake of Buildkite's REST Agents API, for
-// tests (like net/http/httptest) and for a demo (see cmd/buildkite-fake).
+// Package buildkitetest is a faithful fake of Buildkite's REST Agents and
+// Clusters APIs and of the Agent Metrics API, for tests (like
+// net/http/httptest) and for a demo (see cmd/buildkite-fake).
+//
+// Clusters: a test declares them with AddCluster(org, name, defaultQueue,
+// queues...) (IDs ClusterID(org, name) and QueueID(clusterID, key)), or with
+// PutCluster and PutQueue for full control; SetDispatchPaused pauses a
+// queue's dispatch. An agent joins a cluster through Agent.ClusterQueueID
+// (its queue) or Agent.ClusterID (the cluster's default queue); its web_url
+// then names both UUIDs as the real one does, and unclustered agents get
+// .../organizations/{org}/agents/{id}. An agent without Queue and without a
+// queue= tag is listed with the "queue" it serves (its queue's key, its
+// cluster's default queue key, or "default"), as today's API does;
+// SetReportServedQueue(false), or Extra{"queue": Omit} for one agent, gives
+// the older responses without it. Tokens added without scopes have
+// read_clusters; without it the clusters endpoints answer 403 naming the
+// scope. Once an organization has declared clusters, an agent token of the
+// Agent Metrics API answers for its own cluster only (see Handler).
+// DemoFleet is the demo's fleet layout for NewSimulator.
 //
 // It is written from Buildkite's wire format, not from this project's client, so
 // that the client is tested against the API rather than against itself.
@@ -7,7 +24,7 @@
 // Conventions the fake adds where Buildkite leaves room:
 //   - An agent put with an empty ConnectionState is "connected", and one with a zero
 //     CreatedAt gets the clock's time.
-//   - A token added without scopes has read_agents and write_agents.
+//   - A token added without scopes has read_agents, write_agents and read_clusters.
 //   - Rate-limit windows are 60 s long and start with the first request counted in
 //     them (per organization, and per token for the user variants), on the injected
 //     clock. When unlimited, the headers advertise UnlimitedRateLimit.
@@ -80,11 +97,16 @@ type window struct {
 	count int
 }
 
-// Fake is Buildkite's Agents API as an http.Handler. Routes, under /v2:
+// Fake is Buildkite's Agents and Clusters API as an http.Handler. Routes, under /v2:
 //
 //	GET /v2/organizations/{org}/agents
 //	GET /v2/organizations/{org}/agents/{id}
 //	PUT /v2/organizations/{org}/agents/{id}/stop|pause|resume
+//	GET /v2/organizations/{org}/clusters                  (read_clusters; paged)
+//	GET /v2/organizations/{org}/clusters/{id}/queues      (read_clusters; paged)
+//
+// Clusters and queues are listed oldest first, then by ID, paged and linked
+// as the agents list is.
 //
 // All methods are safe for concurrent use.
 type Fake struct {
@@ -529,33 +551,56 @@ func parseRoute(path string) (route, bool) {
 		return route{}, false
 	}
 	rt := route{org: parts[0]}
+	switch parts[1] {
+	case "clusters":
+		return clustersRoute(rt, parts[2:])
+	case "agents":
+		return agentsRoute(rt, parts[2:])
+	}
+	return route{}, false
+}
+
+// clustersRoute reads what follows .../clusters: nothing, or {id}/queues.
+func clustersRoute(rt route, rest []string) (route, bool) {
 	switch {
-	case parts[1] == "clusters" && len(parts) == 2:
+	case len(rest) == 0:
 		rt.kind = routeClusters
-		return rt, true
-	case parts[1] == "clusters" && len(parts) == 4 && parts[2] != "" && parts[3] == "queues":
-		rt.kind, rt.id = routeQueues, parts[2]
-		return rt, true
-	case parts[1] != "agents":
+	case len(rest) == 2 && rest[0] != "" && rest[1] == "queues":
+		rt.kind, rt.id = routeQueues, rest[0]
+	default:
 		return route{}, false
 	}
-	switch len(parts) {
-	case 2:
+	return rt, true
+}
+
+// agentsRoute reads what follows .../agents: nothing, {id} or {id}/{action}.
+func agentsRoute(rt route, rest []string) (route, bool) {
+	switch len(rest) {
+	case 0:
 		rt.kind = routeList
-	case 3:
-		rt.kind, rt.id = routeAgent, parts[2]
-	case 4:
-		rt.kind, rt.id, rt.act = routeAction, parts[2], parts[3]
+		return rt, true
+	case 1:
+		rt.kind, rt.id = routeAgent, rest[0]
+	case 2:
+		rt.kind, rt.id, rt.act = routeAction, rest[0], rest[1]
 		if rt.act != "stop" && rt.act != "pause" && rt.act != "resume" {
 			return route{}, false
 		}
 	default:
 		return route{}, false
 	}
-	if rt.id == "" && rt.kind != routeList {
-		return route{}, false
+	return rt, rt.id != ""
+}
+
+// needs returns the method and the scope of the route's endpoint.
+func (rt route) needs() (method, scope string) {
+	switch rt.kind {
+	case routeAction:
+		return http.MethodPut, ScopeWriteAgents
+	case routeClusters, routeQueues:
+		return http.MethodGet, ScopeReadClusters
 	}
-	return rt, true
+	return http.MethodGet, ScopeReadAgents
 }
 
 // orgFromPath is the organization a request counts against for rate limiting,
@@ -591,13 +636,7 @@ func (f *Fake) handle(r *http.Request, now time.Time, resp *response, ft *Fault)
 		resp.message(http.StatusNotFound, "Not Found")
 		return
 	}
-	want, scope := http.MethodGet, ScopeReadAgents
-	switch rt.kind {
-	case routeAction:
-		want, scope = http.MethodPut, ScopeWriteAgents
-	case routeClusters, routeQueues:
-		scope = ScopeReadClusters
-	}
+	want, scope := rt.needs()
 	if r.Method != want {
 		resp.header.Set("Allow", want)
 		resp.message(http.StatusMethodNotAllowed, "Method Not Allowed")
@@ -614,6 +653,11 @@ func (f *Fake) handle(r *http.Request, now time.Time, resp *response, ft *Fault)
 		resp.message(http.StatusNotFound, MsgNoOrganization)
 		return
 	}
+	f.answer(r, rt, resp)
+}
+
+// answer is the endpoint's own answer, once the request passed the checks.
+func (f *Fake) answer(r *http.Request, rt route, resp *response) {
 	switch rt.kind {
 	case routeList:
 		f.list(r, rt.org, resp)

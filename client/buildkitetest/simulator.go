@@ -190,22 +190,8 @@ func (s *Simulator) advance(a Agent, now time.Time) {
 	r := s.rng.Float64()
 	var mutate func(*Agent)
 	switch {
-	case a.Job != nil && a.Job.StartedAt == nil:
-		mutate = func(x *Agent) {
-			if x.Job != nil {
-				x.Job.State, x.Job.StartedAt = "running", ptr(now)
-			}
-		}
-	case a.Job != nil && r < 0.35:
-		stopping := a.ConnectionState == StateStopping
-		mutate = func(x *Agent) {
-			x.Job, x.LastJobFinishedAt = nil, ptr(now)
-			if stopping {
-				setGone(x, StateStopped, now)
-			}
-		}
 	case a.Job != nil:
-		return
+		mutate = busyStep(a, r, now)
 	case a.ConnectionState == StateStopping:
 		mutate = func(x *Agent) { setGone(x, StateStopped, now) }
 	case a.Paused:
@@ -230,10 +216,33 @@ func (s *Simulator) advance(a Agent, now time.Time) {
 				x.Job = job
 			}
 		}
-	default:
-		return
 	}
-	s.f.UpdateAgent(s.org, a.ID, mutate)
+	if mutate != nil {
+		s.f.UpdateAgent(s.org, a.ID, mutate)
+	}
+}
+
+// busyStep is what happens to an agent with a job: an assigned job starts,
+// a running one finishes (with chance 0.35; a stopping agent then stops);
+// nil when nothing happens.
+func busyStep(a Agent, r float64, now time.Time) func(*Agent) {
+	switch {
+	case a.Job.StartedAt == nil:
+		return func(x *Agent) {
+			if x.Job != nil {
+				x.Job.State, x.Job.StartedAt = "running", ptr(now)
+			}
+		}
+	case r < 0.35:
+		stopping := a.ConnectionState == StateStopping
+		return func(x *Agent) {
+			x.Job, x.LastJobFinishedAt = nil, ptr(now)
+			if stopping {
+				setGone(x, StateStopped, now)
+			}
+		}
+	}
+	return nil
 }
 
 func setGone(x *Agent, state string, now time.Time) {

@@ -79,22 +79,9 @@ func run(args []string) error {
 	fake := buildkitetest.NewFake()
 	fake.AddToken(*token)
 	fake.SetRateLimit(*rateLimit)
-	var sims []*buildkitetest.Simulator
-	for i, org := range strings.Split(*orgs, ",") {
-		org = strings.TrimSpace(org)
-		if org == "" {
-			continue
-		}
-		cfg := buildkitetest.DemoFleet()
-		cfg.Agents = *agents
-		cfg.Seed = *seed + int64(i) // different fleets per organization
-		sims = append(sims, buildkitetest.NewSimulator(fake, org, cfg))
-		if err := addAgentTokens(fake, org, *agentToken, len(sims) == 1, *tokenDir); err != nil {
-			return err
-		}
-	}
-	if len(sims) == 0 {
-		return errors.New("--org names no organization")
+	sims, err := newFleets(fake, *orgs, *agents, *seed, *agentToken, *tokenDir)
+	if err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", *listen)
@@ -132,6 +119,29 @@ func run(args []string) error {
 			return nil
 		}
 	}
+}
+
+// newFleets gives every organization of the comma-separated orgs the demo
+// fleet and its agent tokens.
+func newFleets(fake *buildkitetest.Fake, orgs string, agents int, seed int64, agentToken, tokenDir string) ([]*buildkitetest.Simulator, error) {
+	var sims []*buildkitetest.Simulator
+	for i, org := range strings.Split(orgs, ",") {
+		org = strings.TrimSpace(org)
+		if org == "" {
+			continue
+		}
+		cfg := buildkitetest.DemoFleet()
+		cfg.Agents = agents
+		cfg.Seed = seed + int64(i) // different fleets per organization
+		sims = append(sims, buildkitetest.NewSimulator(fake, org, cfg))
+		if err := addAgentTokens(fake, org, agentToken, len(sims) == 1, tokenDir); err != nil {
+			return nil, err
+		}
+	}
+	if len(sims) == 0 {
+		return nil, errors.New("--org names no organization")
+	}
+	return sims, nil
 }
 
 // addAgentTokens registers agent tokens for org's clusters: base for the
