@@ -29,6 +29,7 @@ const maxTokenFileBytes = 64 << 10
 // changes. It is safe for concurrent use.
 type FileTokenSource struct {
 	path string
+	kind string // "API token file" or "agent token file", in errors
 
 	mu    sync.Mutex
 	token string
@@ -41,8 +42,10 @@ type FileTokenSource struct {
 // symlinked over the old one, as Kubernetes updates secrets, is picked up.
 // It fails if the file is unreadable or holds no token. Errors name the path
 // and never contain the token.
-func FileToken(path string) (*FileTokenSource, error) {
-	s := &FileTokenSource{path: path}
+func FileToken(path string) (*FileTokenSource, error) { return fileToken(path, "API token file") }
+
+func fileToken(path, kind string) (*FileTokenSource, error) {
+	s := &FileTokenSource{path: path, kind: kind}
 	if _, err := s.Token(); err != nil {
 		return nil, err
 	}
@@ -58,12 +61,12 @@ func (s *FileTokenSource) Token() (string, error) {
 	// call sees a different stat and reads again.
 	fi, err := os.Stat(s.path)
 	if err != nil {
-		return "", fmt.Errorf("API token file: %w", err)
+		return "", fmt.Errorf("%s: %w", s.kind, err)
 	}
 	if s.info != nil && sameFileVersion(s.info, fi) {
 		return s.token, nil
 	}
-	tok, err := readTokenFile(s.path)
+	tok, err := readTokenFile(s.path, s.kind)
 	if err != nil {
 		return "", err
 	}
@@ -82,23 +85,94 @@ func sameFileVersion(a, b os.FileInfo) bool {
 	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime()) && a.Mode() == b.Mode()
 }
 
-func readTokenFile(path string) (string, error) {
+func readTokenFile(path, kind string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("API token file: %w", err)
+		return "", fmt.Errorf("%s: %w", kind, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileBytes+1))
 	if err != nil {
 		// The *PathError names the path and the cause, never the content.
-		return "", fmt.Errorf("API token file: %w", err)
+		return "", fmt.Errorf("%s: %w", kind, err)
 	}
 	if len(b) > maxTokenFileBytes {
-		return "", fmt.Errorf("API token file %s: larger than %d bytes", path, maxTokenFileBytes)
+		return "", fmt.Errorf("%s %s: larger than %d bytes", kind, path, maxTokenFileBytes)
 	}
 	tok := strings.TrimSpace(string(b))
 	if tok == "" {
-		return "", fmt.Errorf("API token file %s: empty", path)
+		return "", fmt.Errorf("%s %s: empty", kind, path)
 	}
 	return tok, nil
+}
+
+// TokenWarning is told, with a message and the file concerned (or ""), of
+// a token setting that works but should change.
+type TokenWarning func(msg, file string)
+
+// APIToken returns the token of file, re-read when it changes, or else
+// the token in the environment variable env, which it then unsets so that
+// no child process inherits it. It is nil, without error, when neither
+// holds one. The token is never a flag value: flags show in process
+// listings.
+func APIToken(file, env string, warn TokenWarning) (TokenSource, error) {
+	if file != "" {
+		return checkedFileToken(file, "API token file", warn)
+	}
+	if token := envToken(env); token != "" {
+		return StaticToken(token), nil
+	}
+	return nil, nil
+}
+
+// NamedToken is an agent token and what names it in logs: its file or its
+// environment variable.
+type NamedToken struct {
+	Name   string
+	Source TokenSource
+}
+
+// AgentTokens returns the tokens of files (one per cluster, each re-read
+// when it changes), or else the one token in the environment variable env,
+// which it unsets either way. None is fine.
+func AgentTokens(files []string, env string, warn TokenWarning) ([]NamedToken, error) {
+	var out []NamedToken
+	seen := map[string]bool{}
+	for _, file := range files {
+		if file == "" || seen[file] {
+			return nil, fmt.Errorf("agent token file %q is empty or given twice", file)
+		}
+		seen[file] = true
+		src, err := checkedFileToken(file, "agent token file", warn)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, NamedToken{Name: file, Source: src})
+	}
+	switch token := envToken(env); {
+	case token != "" && len(out) > 0:
+		warn(env+" is ignored: an agent token file is given", "")
+	case token != "":
+		out = append(out, NamedToken{Name: env, Source: StaticToken(token)})
+	}
+	return out, nil
+}
+
+// checkedFileToken reads a token file and warns when others can read it.
+func checkedFileToken(file, kind string, warn TokenWarning) (*FileTokenSource, error) {
+	src, err := fileToken(file, kind)
+	if err != nil {
+		return nil, err
+	}
+	if src.WorldReadable() {
+		warn("the "+kind+" is readable by other users; chmod 600 it", file)
+	}
+	return src, nil
+}
+
+// envToken returns the trimmed value of env and unsets it.
+func envToken(env string) string {
+	token := strings.TrimSpace(os.Getenv(env))
+	os.Unsetenv(env)
+	return token
 }

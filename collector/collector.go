@@ -1,8 +1,9 @@
 // Package collector turns Buildkite agent listings into Prometheus metrics.
 //
-// It knows no HTTP: it asks an AgentAPI (the client package in production,
-// a fake in tests) for listings and builds const metrics from immutable
-// snapshots on every scrape.
+// It knows nothing of Buildkite's HTTP: it asks an AgentAPI (the client
+// package in production, a fake in tests) for listings and, on every
+// scrape, writes metrics from immutable snapshots (WriteText). NewHandler
+// serves them as /metrics.
 package collector
 
 import (
@@ -15,7 +16,6 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
@@ -45,9 +45,8 @@ type Config struct {
 	Logger           log.Logger
 }
 
-// Exporter collects every configured organization. It is a
-// prometheus.Collector bounded by Config.Timeout; Bind gives one bounded by
-// a scrape's own deadline.
+// Exporter collects every configured organization; Scrape gives one scrape
+// of it, which WriteText writes.
 type Exporter struct {
 	api    AgentAPI
 	cfg    Config
@@ -76,7 +75,7 @@ func New(api AgentAPI, cfg Config) (*Exporter, error) {
 		cfg.Logger = log.NewNopLogger()
 	}
 	if cfg.DepartureLookups < 0 {
-		cfg.DepartureLookups = 0
+		return nil, errors.New("collector: departure lookups must not be negative")
 	}
 	e := &Exporter{api: api, cfg: cfg, now: cfg.Now, logger: cfg.Logger, descs: newDescs()}
 	seen := map[string]bool{}
@@ -88,36 +87,6 @@ func New(api AgentAPI, cfg Config) (*Exporter, error) {
 		e.orgs = append(e.orgs, newOrgMemory(org))
 	}
 	return e, nil
-}
-
-// Describe sends every descriptor the exporter can emit.
-func (e *Exporter) Describe(ch chan<- *prometheus.Desc) { e.descs.describe(ch) }
-
-// Collect collects every organization within Config.Timeout.
-func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
-	defer cancel()
-	e.collectTo(ctx, ch)
-}
-
-// Bind returns a collector whose collections end at ctx's deadline, for a
-// scrape that said how long it waits (X-Prometheus-Scrape-Timeout-Seconds).
-func (e *Exporter) Bind(ctx context.Context) prometheus.Collector {
-	return boundExporter{e: e, ctx: ctx}
-}
-
-type boundExporter struct {
-	e   *Exporter
-	ctx context.Context
-}
-
-func (b boundExporter) Describe(ch chan<- *prometheus.Desc) { b.e.Describe(ch) }
-func (b boundExporter) Collect(ch chan<- prometheus.Metric) { b.e.collectTo(b.ctx, ch) }
-
-func (e *Exporter) collectTo(ctx context.Context, ch chan<- prometheus.Metric) {
-	for _, s := range e.Collection(ctx) {
-		e.emit(s, ch, true)
-	}
 }
 
 // Collection returns a snapshot of every organization, collected

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -85,59 +88,67 @@ func at(d time.Duration) *time.Time {
 
 func intp(i int) *int { return &i }
 
-// golden compares the exporter's exposition with testdata/name.metrics,
-// and checks that the text /metrics writes (collector.WriteText) has the
-// same series, from the same collection.
+// golden compares what /metrics serves of the exporter with
+// testdata/name.metrics.
 func (e *env) golden(name string) {
 	e.t.Helper()
-	scrape := e.exporter.Scrape(context.Background())
-	golden(e.t, name, scrape.AllFamilies())
-
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(scrape)
-	var text bytes.Buffer
-	if err := collector.WriteText(&text, reg, scrape); err != nil {
-		e.t.Fatal(err)
-	}
-	got, err := normalize(text.Bytes())
-	if err != nil {
-		e.t.Fatalf("WriteText wrote what the text parser refuses: %v\n%s", err, text.Bytes())
-	}
-	want, err := os.ReadFile(filepath.Join("testdata", name+".metrics"))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		e.t.Errorf("WriteText differs from %s once sorted:\n%s", name, lineDiff(string(want), string(got)))
-	}
+	goldenGather(e.t, name, served{context.Background(), e.exporter})
 }
 
-// normalize parses a text exposition and writes it again as client_golang
-// writes it: families and series sorted.
-func normalize(text []byte) ([]byte, error) {
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	byName, err := parser.TextToMetricFamilies(bytes.NewReader(text))
-	if err != nil {
+// served is what /metrics serves of an exporter, as a prometheus.Gatherer:
+// each Gather is one scrape bound to ctx, written by collector.WriteText
+// and parsed back. Its families pass the checks a registry makes of
+// collected metrics (valid label names, UTF-8 values, no duplicate
+// series), the scrape's collector is registered pedantically, and a text
+// the parser refuses is an error.
+type served struct {
+	ctx context.Context
+	e   *collector.Exporter
+}
+
+func (s served) Gather() ([]*dto.MetricFamily, error) {
+	scrape := s.e.Scrape(s.ctx)
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(scrape); err != nil {
 		return nil, err
 	}
-	return exposition(prometheus.Gatherers{prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
-		mfs := make([]*dto.MetricFamily, 0, len(byName))
-		for _, mf := range byName {
-			mfs = append(mfs, mf)
-		}
-		return mfs, nil
-	})})
+	var text bytes.Buffer
+	if err := collector.WriteText(&text, reg, scrape); err != nil {
+		return nil, err
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	byName, err := parser.TextToMetricFamilies(bytes.NewReader(text.Bytes()))
+	if err != nil {
+		return nil, fmt.Errorf("WriteText wrote what the text parser refuses: %w\n%s", err, text.Bytes())
+	}
+	return prometheus.Gatherers{fixedFamilies(slices.Collect(maps.Values(byName)))}.Gather()
 }
 
-// golden collects c once and compares the exposition with
-// testdata/name.metrics (rewritten with -update). One collection only:
-// collections change the exporters' memory.
+// fixedFamilies is a Gatherer of families gathered before.
+type fixedFamilies []*dto.MetricFamily
+
+func (f fixedFamilies) Gather() ([]*dto.MetricFamily, error) { return f, nil }
+
+// golden gathers c once and compares the exposition with
+// testdata/name.metrics.
 func golden(t *testing.T, name string, c prometheus.Collector) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".metrics")
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
-	got, err := exposition(reg)
+	goldenGather(t, name, reg)
+}
+
+// goldenGather gathers g once and compares the exposition with
+// testdata/name.metrics byte for byte (rewritten with -update). Once only:
+// collections change the exporters' memory.
+func goldenGather(t *testing.T, name string, g prometheus.Gatherer) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".metrics")
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := exposition(fixedFamilies(mfs))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,9 +166,10 @@ func golden(t *testing.T, name string, c prometheus.Collector) {
 	}
 }
 
-// exposition renders everything reg gathers in the text format.
-func exposition(reg prometheus.Gatherer) ([]byte, error) {
-	mfs, err := reg.Gather()
+// exposition renders everything g gathers in the text format, as
+// client_golang writes it: families and series sorted.
+func exposition(g prometheus.Gatherer) ([]byte, error) {
+	mfs, err := g.Gather()
 	if err != nil {
 		return nil, err
 	}
@@ -171,25 +183,36 @@ func exposition(reg prometheus.Gatherer) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// lineDiff lists the lines only in want (-) or only in got (+).
+// lineDiff is a line diff from want to got: lines only in want (-) and
+// only in got (+), in order, repeated lines counted (a longest common
+// subsequence of lines is kept).
 func lineDiff(want, got string) string {
-	in := func(s string) map[string]bool {
-		m := map[string]bool{}
-		for _, l := range strings.Split(s, "\n") {
-			m[l] = true
-		}
-		return m
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	// common[i][j]: the longest common subsequence of w[i:] and g[j:].
+	common := make([][]int, len(w)+1)
+	for i := range common {
+		common[i] = make([]int, len(g)+1)
 	}
-	w, g := in(want), in(got)
+	for i := len(w) - 1; i >= 0; i-- {
+		for j := len(g) - 1; j >= 0; j-- {
+			if w[i] == g[j] {
+				common[i][j] = common[i+1][j+1] + 1
+			} else {
+				common[i][j] = max(common[i+1][j], common[i][j+1])
+			}
+		}
+	}
 	var b strings.Builder
-	for _, l := range strings.Split(want, "\n") {
-		if !g[l] {
-			b.WriteString("- " + l + "\n")
-		}
-	}
-	for _, l := range strings.Split(got, "\n") {
-		if !w[l] {
-			b.WriteString("+ " + l + "\n")
+	for i, j := 0, 0; i < len(w) || j < len(g); {
+		switch {
+		case i < len(w) && j < len(g) && w[i] == g[j]:
+			i, j = i+1, j+1
+		case i < len(w) && (j == len(g) || common[i+1][j] >= common[i][j+1]):
+			b.WriteString("- " + w[i] + "\n")
+			i++
+		default:
+			b.WriteString("+ " + g[j] + "\n")
+			j++
 		}
 	}
 	return b.String()
@@ -258,7 +281,7 @@ func TestLint(t *testing.T) {
 	cfg.Tags = []string{"size"}
 	e := newEnv(t, cfg)
 	mixedFleet(e.server, "acme")
-	problems, err := testutil.CollectAndLint(e.exporter)
+	problems, err := testutil.GatherAndLint(served{context.Background(), e.exporter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,9 +297,12 @@ func agentInQueue(id, queue string) buildkitetest.Agent {
 	}
 }
 
-func collect(t *testing.T, c prometheus.Collector) {
+// collect scrapes e once, as /metrics does.
+func collect(t *testing.T, e *collector.Exporter) {
 	t.Helper()
-	testutil.CollectAndCount(c)
+	if _, err := (served{context.Background(), e}).Gather(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A queue whose agents all left keeps zero-filled series for the queue
@@ -379,23 +405,9 @@ func agentJSON(id string) string {
 		`","version":"3.80.0","queue":"build","created_at":"2026-11-01T11:00:00.000Z","meta_data":[],"job":null,"priority":null}]`
 }
 
-func departures(t *testing.T, c prometheus.Collector) float64 {
+func departures(t *testing.T, e *collector.Exporter) float64 {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == "buildkite_agent_departures_total" {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
+	return sum(families(t, e), "buildkite_agent_departures_total")
 }
 
 // Several organizations share one token; one it cannot see fails alone.
@@ -489,38 +501,49 @@ func TestRateLimited(t *testing.T) {
 		t.Errorf("a scrape inside the 429 window sent %d requests", got-before)
 	}
 	e.clock.Advance(time.Minute)
-	if got := testutil.ToFloat64(upOnly{e.exporter}); got != 1 {
+	if got := sum(families(t, e.exporter), "buildkite_up"); got != 1 {
 		t.Errorf("buildkite_up after the window = %v, want 1", got)
-	}
-}
-
-// upOnly narrows the exporter to buildkite_up, for testutil.ToFloat64.
-type upOnly struct{ c prometheus.Collector }
-
-func (u upOnly) Describe(ch chan<- *prometheus.Desc) { u.c.Describe(ch) }
-func (u upOnly) Collect(ch chan<- prometheus.Metric) {
-	all := make(chan prometheus.Metric)
-	go func() { u.c.Collect(all); close(all) }()
-	for m := range all {
-		if strings.Contains(m.Desc().String(), `"buildkite_up"`) {
-			ch <- m
-		}
 	}
 }
 
 // The scrape's deadline reaches the collection: a slow API makes a scrape
 // bound to 100 ms answer buildkite_up 0 promptly.
-func TestBindDeadline(t *testing.T) {
+func TestScrapeDeadline(t *testing.T) {
 	e := newEnv(t, defaults("acme"))
 	e.server.PutAgent("acme", agentInQueue("t1", "build"))
 	e.server.InjectFault(buildkitetest.Fault{Delay: 5 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if got := testutil.ToFloat64(upOnly{e.exporter.Bind(ctx)}); got != 0 {
+	if got := sum(familyMap(t, served{ctx, e.exporter}), "buildkite_up"); got != 0 {
 		t.Errorf("buildkite_up = %v, want 0", got)
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("a scrape bound to 100ms took %v", took)
+	}
+}
+
+// lineDiff tells order and repeats apart, not only missing lines.
+func TestLineDiff(t *testing.T) {
+	tests := []struct{ want, got, diff string }{
+		{"a\nb", "a\nb", ""},
+		{"a\nb", "b\na", "- a\n+ a\n"},
+		{"a\nb", "a\nb\nb", "+ b\n"},
+		{"a\nb\nc", "a\nx\nc", "- b\n+ x\n"},
+	}
+	for _, tt := range tests {
+		if got := lineDiff(tt.want, tt.got); got != tt.diff {
+			t.Errorf("lineDiff(%q, %q) = %q, want %q", tt.want, tt.got, got, tt.diff)
+		}
+	}
+}
+
+// An invalid Config is an error, not silently corrected.
+func TestNewRefusesNegativeLookups(t *testing.T) {
+	e := newEnv(t, defaults("acme"))
+	cfg := defaults("acme")
+	cfg.DepartureLookups = -1
+	if _, err := collector.New(e.api, cfg); err == nil {
+		t.Error("negative departure lookups accepted")
 	}
 }

@@ -14,19 +14,17 @@ import (
 	"github.com/prometheus/common/expfmt"
 )
 
-// Scrape is one scrape of an Exporter, bound to the scrape's deadline like
-// Bind. As a prometheus.Collector it emits everything but the current
-// per-agent families; WriteText writes those as text from the same
-// snapshots.
+// Scrape is one scrape of an Exporter, bound to the scrape's deadline. As
+// a prometheus.Collector it emits every family but the current per-agent
+// ones, which WriteText writes as text from the same snapshots.
 //
 // Why: at 10,000 agents the per-agent families are about 124,000 series,
 // and client_golang's gather (a consistency check and hash per series, a
 // sort of every family) and text encoding cost about 70 ms of CPU per
 // 1,000 agents, far more than the collection. Written straight from the
 // snapshot in the order it is already sorted in (by agent ID), the same
-// series cost a few milliseconds. The text is the same as client_golang's
-// but for the order of the series within a family, which the format leaves
-// free; a test checks that for every golden file.
+// series cost a few milliseconds. The tests parse the text back and check
+// it against the golden files.
 type Scrape struct {
 	e     *Exporter
 	ctx   context.Context
@@ -38,34 +36,20 @@ type Scrape struct {
 // deadline.
 func (e *Exporter) Scrape(ctx context.Context) *Scrape { return &Scrape{e: e, ctx: ctx} }
 
-// Snapshots collects on first use (concurrent scrapes share a collection,
-// as Bind's do) and returns the scrape's snapshots.
+// Snapshots collects on first use (concurrent scrapes share a collection)
+// and returns the scrape's snapshots.
 func (s *Scrape) Snapshots() []*Snapshot {
 	s.once.Do(func() { s.snaps = s.e.Collection(s.ctx) })
 	return s.snaps
 }
 
-// Describe sends every descriptor the exporter can emit.
-func (s *Scrape) Describe(ch chan<- *prometheus.Desc) { s.e.Describe(ch) }
+// Describe sends every descriptor Collect can emit.
+func (s *Scrape) Describe(ch chan<- *prometheus.Desc) { s.e.descs.describe(ch) }
 
 // Collect emits the scrape's metrics but the current per-agent families.
 func (s *Scrape) Collect(ch chan<- prometheus.Metric) {
 	for _, snap := range s.Snapshots() {
-		s.e.emit(snap, ch, false)
-	}
-}
-
-// AllFamilies returns a collector of every family of this scrape, the
-// current per-agent ones included, from the same snapshots: what Bind's
-// collector emits.
-func (s *Scrape) AllFamilies() prometheus.Collector { return allFamilies{s} }
-
-type allFamilies struct{ s *Scrape }
-
-func (a allFamilies) Describe(ch chan<- *prometheus.Desc) { a.s.e.Describe(ch) }
-func (a allFamilies) Collect(ch chan<- prometheus.Metric) {
-	for _, snap := range a.s.Snapshots() {
-		a.s.e.emit(snap, ch, true)
+		s.e.emit(snap, ch)
 	}
 }
 

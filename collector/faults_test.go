@@ -200,13 +200,15 @@ func (fe *faultEnv) requests() int { return len(fe.fake.Requests()) }
 
 // families gathers c with a pedantic registry; a gather error fails the
 // test (a duplicate or invalid series would break the whole scrape).
-func families(t *testing.T, c prometheus.Collector) map[string]*dto.MetricFamily {
+func families(t *testing.T, e *collector.Exporter) map[string]*dto.MetricFamily {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
+	return familyMap(t, served{context.Background(), e})
+}
+
+// familyMap gathers g once, by family name.
+func familyMap(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
 	}
@@ -319,7 +321,7 @@ type faultCase struct {
 	log []string
 	// maxRequests bounds the API requests of one failing scrape.
 	maxRequests int
-	// deadline, when set, bounds each scrape (Bind) instead of the
+	// deadline, when set, bounds each scrape (its context) instead of the
 	// collector's Timeout; the scrape must answer within it plus slack.
 	deadline time.Duration
 	mod      func(*client.Config, *collector.Config)
@@ -440,14 +442,14 @@ func TestFaultMatrix(t *testing.T) {
 			fe := newFaultEnv(t, tc.mod)
 			fe.fleet(fleetSize)
 			scrape := func(faulty bool) (map[string]*dto.MetricFamily, time.Duration) {
-				var c prometheus.Collector = fe.exporter
+				ctx := context.Background()
 				if faulty && tc.deadline > 0 {
-					ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tc.deadline)
 					defer cancel()
-					c = fe.exporter.Bind(ctx)
 				}
 				began := time.Now()
-				fams := families(t, c)
+				fams := familyMap(t, served{ctx, fe.exporter})
 				return fams, time.Since(began)
 			}
 			fams, _ := scrape(false)
@@ -790,9 +792,9 @@ func TestFaultShiftingPages(t *testing.T) {
 	}
 }
 
-func lint(t *testing.T, c prometheus.Collector) {
+func lint(t *testing.T, e *collector.Exporter) {
 	t.Helper()
-	problems, err := testutil.CollectAndLint(c)
+	problems, err := testutil.GatherAndLint(served{context.Background(), e})
 	if err != nil {
 		t.Fatal(err)
 	}

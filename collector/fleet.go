@@ -137,12 +137,12 @@ func (m *orgMemory) expire(now time.Time, queueRetention, agentRetention time.Du
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for q, seen := range m.queues {
-		if now.Sub(seen) > queueRetention && !contains(configured, q) {
+		if now.Sub(seen) > queueRetention && !slices.Contains(configured, q) {
 			delete(m.queues, q)
 		}
 	}
 	for k := range m.departures {
-		if _, known := m.queues[k.queue]; !known && !contains(configured, k.queue) {
+		if _, known := m.queues[k.queue]; !known && !slices.Contains(configured, k.queue) {
 			delete(m.departures, k)
 		}
 	}
@@ -165,7 +165,7 @@ func (m *orgMemory) knownQueues(now time.Time, retention time.Duration, configur
 		}
 	}
 	for _, q := range configured {
-		if !contains(queues, q) {
+		if !slices.Contains(queues, q) {
 			queues = append(queues, q)
 		}
 	}

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -183,7 +184,7 @@ func agentQueues(a *client.Agent) []string {
 	var queues []string
 	for _, m := range a.MetaData {
 		k, v, _ := strings.Cut(m, "=")
-		if k == "queue" && v != "" && !contains(queues, v) {
+		if k == "queue" && v != "" && !slices.Contains(queues, v) {
 			queues = append(queues, v)
 		}
 	}
@@ -200,21 +201,12 @@ func tagValues(metaData []string, key string) []string {
 	var values []string
 	for _, m := range metaData {
 		k, v, _ := strings.Cut(m, "=")
-		if k != key || (key == "queue" && v == "") || contains(values, v) {
+		if k != key || (key == "queue" && v == "") || slices.Contains(values, v) {
 			continue
 		}
 		values = append(values, v)
 	}
 	return values
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // fleetCounts aggregates a listing into the per-queue, per-version and
