@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -213,6 +215,10 @@ func TestStartupErrors(t *testing.T) {
 		{"unreadable token file", nil, []string{"--buildkite.organization=acme", "--buildkite.token-file=" + filepath.Join(dir, "missing")}, "token-file"},
 		{"empty token file", nil, []string{"--buildkite.organization=acme", "--buildkite.token-file=" + empty}, "token-file"},
 		{"bad URL", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.organization=acme", "--buildkite.api-url=ftp://example"}, "api-url"},
+		{"negative departure lookups", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.organization=acme", "--collector.departure-lookups=-1"}, "--collector.departure-lookups must not be negative"},
+		{"zero timeout", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.organization=acme", "--buildkite.timeout=0s"}, "--buildkite.timeout must be positive"},
+		{"empty agent token file", nil, []string{"--buildkite.agent-token-file=" + empty}, "--buildkite.agent-token-file: agent token file " + empty + ": empty"},
+		{"missing agent token file", nil, []string{"--buildkite.agent-token-file=" + filepath.Join(dir, "missing")}, "--buildkite.agent-token-file: agent token file: stat "},
 		{"unknown flag", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.token=x"}, "unknown long flag"},
 	}
 	for _, tt := range tests {
@@ -399,25 +405,6 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
 
-func TestScrapeTimeout(t *testing.T) {
-	tests := []struct {
-		header string
-		want   time.Duration
-	}{
-		{"", 30 * time.Second},
-		{"10", 9500 * time.Millisecond},
-		{"0.4", 400 * time.Millisecond},
-		{"abc", 30 * time.Second},
-		{"-3", 30 * time.Second},
-		{"NaN", 30 * time.Second},
-	}
-	for _, tt := range tests {
-		if got := scrapeTimeout(tt.header, 30*time.Second, 500*time.Millisecond); got != tt.want {
-			t.Errorf("scrapeTimeout(%q) = %v, want %v", tt.header, got, tt.want)
-		}
-	}
-}
-
 // Agent tokens alone (no organization, no API token): the job backlog per
 // queue from the Agent Metrics API, and no REST families.
 func TestAgentTokenOnly(t *testing.T) {
@@ -532,27 +519,62 @@ func TestMetricsEncoding(t *testing.T) {
 	}
 }
 
-func TestAcceptsGzip(t *testing.T) {
-	for header, want := range map[string]bool{
-		"":                    false,
-		"gzip":                true,
-		"GZIP":                true,
-		"gzip, deflate, br":   true,
-		"deflate, gzip;q=0.5": true,
-		"gzip;q=0":            false,
-		"gzip; q=0.0":         false,
-		"*":                   true,
-		"*;q=0":               false,
-		"identity":            false,
-		"zstd":                false,
-		"x-gzip":              false,
-		"gzip;level=1":        true,
-		"*;q=0, gzip":         true,
-		"gzip;q=0, *":         false,
-		"identity, *;q=0.5":   true,
-	} {
-		if got := acceptsGzip(header); got != want {
-			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
-		}
+var logfmtLineRE = regexp.MustCompile(`^ts=\S+ level=(debug|info|warn|error) caller=\S+:\d+ msg=`)
+
+// The exporter's lines and exporter-toolkit's look alike, in logfmt and
+// in JSON: one time key (ts), then level, caller and msg; booleans stay
+// booleans in JSON.
+func TestLogFormat(t *testing.T) {
+	fake := newFake(t)
+	for _, format := range []string{"logfmt", "json"} {
+		t.Run(format, func(t *testing.T) {
+			r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme",
+				"--buildkite.api-url="+fake.URL, "--log.level=debug", "--log.format="+format)
+			r.waitForOutput("TLS is disabled", 5*time.Second)
+			get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+			lines := strings.Split(strings.TrimSpace(r.settledOutput()), "\n")
+			msgs := map[string]bool{}
+			for _, line := range lines {
+				if format == "logfmt" {
+					if !logfmtLineRE.MatchString(line) || strings.Contains(line, " time=") {
+						t.Errorf("not ts, level, caller, msg: %s", line)
+					}
+					msgs[strings.Trim(strings.SplitN(strings.SplitN(line, "msg=", 2)[1], " ", 2)[0], `"`)] = true
+					continue
+				}
+				var fields map[string]any
+				if err := json.Unmarshal([]byte(line), &fields); err != nil {
+					t.Errorf("not JSON: %s", line)
+					continue
+				}
+				for _, key := range []string{"ts", "level", "caller", "msg"} {
+					if _, ok := fields[key].(string); !ok {
+						t.Errorf("no %s: %s", key, line)
+					}
+				}
+				if _, ok := fields["time"]; ok {
+					t.Errorf("a second time key: %s", line)
+				}
+				for _, key := range []string{"http2", "job_backlog"} {
+					if v, ok := fields[key]; ok {
+						if _, isBool := v.(bool); !isBool {
+							t.Errorf("%s is not a JSON boolean: %s", key, line)
+						}
+					}
+				}
+				msg, _ := fields["msg"].(string)
+				msgs[msg] = true
+			}
+			// startup (the exporter's, the toolkit's) and a scrape
+			for _, want := range []string{"starting", "Listening", "TLS", "collection"} {
+				found := false
+				for msg := range msgs {
+					found = found || strings.HasPrefix(msg, want)
+				}
+				if !found {
+					t.Errorf("no line whose msg starts with %q in:\n%s", want, strings.Join(lines, "\n"))
+				}
+			}
+		})
 	}
 }

@@ -106,20 +106,21 @@ func readTokenFile(path, kind string) (string, error) {
 	return tok, nil
 }
 
-// TokenWarning is told, with a message and the file concerned (or ""), of
-// a token setting that works but should change.
+// TokenWarning is told, with a message and the file concerned, of a token
+// setting that works but should change. It may be nil.
 type TokenWarning func(msg, file string)
 
 // APIToken returns the token of file, re-read when it changes, or else
-// the token in the environment variable env, which it then unsets so that
-// no child process inherits it. It is nil, without error, when neither
+// the token in the environment variable env, which it unsets either way so
+// that no child process inherits it. It is nil, without error, when neither
 // holds one. The token is never a flag value: flags show in process
 // listings.
 func APIToken(file, env string, warn TokenWarning) (TokenSource, error) {
-	if file != "" {
+	token := envToken(env)
+	switch {
+	case file != "":
 		return checkedFileToken(file, "API token file", warn)
-	}
-	if token := envToken(env); token != "" {
+	case token != "":
 		return StaticToken(token), nil
 	}
 	return nil, nil
@@ -150,9 +151,9 @@ func AgentTokens(files []string, env string, warn TokenWarning) ([]NamedToken, e
 		out = append(out, NamedToken{Name: file, Source: src})
 	}
 	switch token := envToken(env); {
-	case token != "" && len(out) > 0:
-		warn(env+" is ignored: an agent token file is given", "")
-	case token != "":
+	case token != "" && len(out) > 0 && warn != nil:
+		warn(env+" is ignored: an agent token file is given", files[0])
+	case token != "" && len(out) == 0:
 		out = append(out, NamedToken{Name: env, Source: StaticToken(token)})
 	}
 	return out, nil
@@ -164,7 +165,7 @@ func checkedFileToken(file, kind string, warn TokenWarning) (*FileTokenSource, e
 	if err != nil {
 		return nil, err
 	}
-	if src.WorldReadable() {
+	if src.WorldReadable() && warn != nil {
 		warn("the "+kind+" is readable by other users; chmod 600 it", file)
 	}
 	return src, nil
