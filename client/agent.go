@@ -2,14 +2,10 @@
 //
 // It knows HTTP and Buildkite and nothing of Prometheus: it reports what it
 // did (requests, status codes, rate-limit headers) through an Observer and
-// RequestStats, and the caller turns that into metrics.
+// in its results, and the caller turns that into metrics.
 package client
 
-import (
-	"context"
-	"sync/atomic"
-	"time"
-)
+import "time"
 
 // Agent is the part of Buildkite's agent object that an observer of the
 // fleet needs. Fields the API omitted or sent as null are zero: "" for
@@ -41,6 +37,12 @@ type Agent struct {
 	PausedNote string
 
 	Job *Job // nil when the agent runs no job
+
+	// ClusterID and QueueID are the UUIDs of the agent's cluster and
+	// cluster queue, read from web_url (.../clusters/{id}/queues/{id}/...);
+	// "" for an unclustered agent.
+	ClusterID string
+	QueueID   string
 }
 
 // Job is the part of an agent's current job that the exporter uses.
@@ -63,14 +65,33 @@ type AgentList struct {
 	Agents     []Agent // deduplicated by ID, in the order first seen
 	Pages      int     // pages fetched
 	Duplicates int     // agents seen again on a later page (pages shift while read)
+	Requests   int     // HTTP requests sent, retries included
+	// FieldErrors counts, by JSON member name ("priority",
+	// "job.started_at", ...), the members of listed agents that had an
+	// unexpected type or format and were treated as absent. nil when none.
+	FieldErrors map[string]int
 }
 
-// RateLimit is what the RateLimit-* headers of one response said.
+// RateLimit is what the rate-limit headers of one response said about one
+// budget (RateLimit-* for an organization, RateLimit-User-* for the token's
+// user).
 type RateLimit struct {
 	Limit      int
 	Remaining  int // may be negative
 	Reset      int // seconds until the window resets, as sent
 	ObservedAt time.Time
+}
+
+// ResetAt is when the window resets: ObservedAt plus Reset seconds.
+func (r RateLimit) ResetAt() time.Time { return r.ObservedAt.Add(time.Duration(r.Reset) * time.Second) }
+
+// RateLimits are the two REST budgets that apply to requests for one
+// organization, each from the latest response that carried its headers.
+type RateLimits struct {
+	Rest        RateLimit // the organization's (scope rest)
+	RestUser    RateLimit // the token user's, shared by every organization of the Client (scope rest_user)
+	HasRest     bool      // false until a response carried RateLimit-*
+	HasRestUser bool      // false until a response carried RateLimit-User-*
 }
 
 // Observer hears of every HTTP request the client makes. Code is the HTTP
@@ -84,31 +105,3 @@ type ObserverFunc func(org string, code int)
 
 // ObserveRequest calls f.
 func (f ObserverFunc) ObserveRequest(org string, code int) { f(org, code) }
-
-// RequestStats counts the HTTP requests made on behalf of one caller, such as
-// one collection. Attach it to a context with WithRequestStats, in the
-// spirit of net/http/httptrace.
-type RequestStats struct {
-	requests atomic.Int64
-}
-
-// Requests returns how many HTTP requests were made so far.
-func (s *RequestStats) Requests() int64 { return s.requests.Load() }
-
-func (s *RequestStats) add() {
-	if s != nil {
-		s.requests.Add(1)
-	}
-}
-
-type requestStatsKey struct{}
-
-// WithRequestStats returns a context whose requests are counted in s.
-func WithRequestStats(ctx context.Context, s *RequestStats) context.Context {
-	return context.WithValue(ctx, requestStatsKey{}, s)
-}
-
-func requestStatsFrom(ctx context.Context) *RequestStats {
-	s, _ := ctx.Value(requestStatsKey{}).(*RequestStats)
-	return s
-}

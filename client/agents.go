@@ -5,35 +5,40 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/httpapi"
 )
 
 const (
 	scopeRead  = "read_agents"
 	scopeWrite = "write_agents"
+	// maxLinks bounds the entries of one Link header: Buildkite sends at
+	// most four (next, prev, first, last).
+	maxLinks = 16
 )
 
 // ListAgents returns all agents of org that the API lists (connected and
 // stopping ones), filtered by opts. It fetches the first page, then the
 // remaining pages up to the one the Link header calls last concurrently,
-// then follows next links in case the list grew meanwhile. Agents that
-// moved between pages while they were read are counted once. Any failed
-// page fails the whole listing: a partial fleet would read as lost agents.
+// then follows next links in case the list grew meanwhile. Every page is
+// requested from BaseURL: of a Link only the relation and the page number
+// are used, whatever host or path it names. Agents that moved between pages
+// while they were read are counted once. Any failed page fails the whole
+// listing: a partial fleet would read as lost agents.
+//
+// The list is never nil: with an error it holds no agents, only what the
+// attempt cost (Pages, Requests).
 func (c *Client) ListAgents(ctx context.Context, org string, opts ListOptions) (*AgentList, error) {
-	if err := checkSegment("organization", org); err != nil {
-		return nil, err
-	}
 	first, err := c.endpoint(org)
 	if err != nil {
-		return nil, err
+		return &AgentList{}, err
 	}
 	q := url.Values{}
 	q.Set("per_page", strconv.Itoa(c.perPage))
@@ -48,150 +53,209 @@ func (c *Client) ListAgents(ctx context.Context, org string, opts ListOptions) (
 		}
 	}
 	first.RawQuery = q.Encode()
+	l := &listing{c: c, org: org, first: first}
+	pages, err := l.run(ctx)
+	if err != nil {
+		return &AgentList{Pages: len(pages), Requests: int(l.requests.Load())}, err
+	}
+	list := mergePages(pages)
+	list.Requests = int(l.requests.Load())
+	return list, nil
+}
 
-	page1, links, err := c.fetchPage(ctx, org, first)
+// listing is one ListAgents call in progress.
+type listing struct {
+	c        *Client
+	org      string
+	first    *url.URL // page 1, without a page parameter
+	requests atomic.Int64
+	bytes    atomic.Int64 // of the bodies read so far
+}
+
+// page is one decoded page and the page numbers its Link header names (0
+// for none).
+type page struct {
+	agents      []Agent
+	fieldErrors map[string]int
+	next, last  int
+}
+
+// run fetches every page; it returns those fetched so far with an error.
+func (l *listing) run(ctx context.Context) ([]*page, error) {
+	p1, err := l.fetch(ctx, 1)
 	if err != nil {
 		return nil, err
 	}
-	pages := [][]Agent{page1}
-	fetched := map[string]bool{pageKey(first): true}
-	next := links["next"]
-
-	if last, ok := links["last"]; ok {
-		if n, ok := pageNumber(last); ok && n > 1 {
-			if n > c.maxPages {
-				return nil, fmt.Errorf("%w: the last page is %d, more than the limit of %d", ErrPageLimit, n, c.maxPages)
-			}
-			rest, lastLinks, err := c.fetchPages(ctx, org, first, n)
-			if err != nil {
-				return nil, err
-			}
-			for p := 2; p <= n; p++ {
-				fetched[pageKey(withPage(first, p))] = true
-			}
-			pages = append(pages, rest...)
-			next = lastLinks["next"]
+	pages := []*page{p1}
+	fetched := map[int]bool{1: true}
+	next := p1.next
+	if n := p1.last; n > 1 {
+		if n > l.c.maxPages {
+			return pages, fmt.Errorf("%w: the last page is %d, more than the limit of %d", ErrPageLimit, n, l.c.maxPages)
 		}
-	}
-
-	// Without a last link (or past it) pages can only be read one by one.
-	for next != nil {
-		key := pageKey(next)
-		if fetched[key] {
-			return nil, fmt.Errorf("%w: the next link of page %d leads to a page already fetched", ErrPageLimit, len(pages))
-		}
-		if len(pages) >= c.maxPages {
-			return nil, fmt.Errorf("%w: more than %d pages", ErrPageLimit, c.maxPages)
-		}
-		fetched[key] = true
-		agents, links, err := c.fetchPage(ctx, org, next)
+		rest, err := l.fetchRange(ctx, n)
 		if err != nil {
-			return nil, err
+			return pages, err
 		}
-		pages = append(pages, agents)
-		next = links["next"]
+		for p := 2; p <= n; p++ {
+			fetched[p] = true
+		}
+		pages = append(pages, rest...)
+		if err := checkPagesAdvance(pages); err != nil {
+			return pages, err
+		}
+		next = rest[len(rest)-1].next
 	}
-	return mergePages(pages), nil
+	// Without a last link (or past it) pages can only be read one by one.
+	checked := len(pages)
+	for next != 0 {
+		if fetched[next] {
+			if err := checkPagesAdvance(pages); err != nil {
+				return pages, err
+			}
+			return pages, fmt.Errorf("%w: the next link of page %d leads to page %d, already fetched", ErrPageLimit, len(pages), next)
+		}
+		if len(pages) >= l.c.maxPages {
+			return pages, fmt.Errorf("%w: more than %d pages", ErrPageLimit, l.c.maxPages)
+		}
+		fetched[next] = true
+		p, err := l.fetch(ctx, next)
+		if err != nil {
+			return pages, err
+		}
+		pages = append(pages, p)
+		next = p.next
+	}
+	if len(pages) > checked {
+		return pages, checkPagesAdvance(pages)
+	}
+	return pages, nil
 }
 
-// fetchPages fetches pages 2..n concurrently, bounded by PageConcurrency.
-// The first failure cancels the rest. It returns pages 2..n in order and the
-// links of page n.
-func (c *Client) fetchPages(ctx context.Context, org string, first *url.URL, n int) ([][]Agent, map[string]*url.URL, error) {
-	results := make([][]Agent, n-1)
-	var lastLinks map[string]*url.URL
+// fetchRange fetches pages 2..n concurrently, bounded by PageConcurrency.
+// The first failure cancels the rest. It returns pages 2..n in order.
+func (l *listing) fetchRange(ctx context.Context, n int) ([]*page, error) {
+	results := make([]*page, n-1)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.pageConcurrency)
+	g.SetLimit(l.c.pageConcurrency)
 	for p := 2; p <= n; p++ {
 		if gctx.Err() != nil {
 			break // a page failed (or ctx ended): schedule nothing more
 		}
-		u := withPage(first, p)
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			agents, links, err := c.fetchPage(gctx, org, u)
-			if err != nil {
-				return err
-			}
-			results[p-2] = agents
-			if p == n {
-				lastLinks = links // written by one goroutine, read after Wait
-			}
-			return nil
+			pg, err := l.fetch(gctx, p)
+			results[p-2] = pg
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil { // the loop may have stopped early without an error
-		return nil, nil, err
+		return nil, err
 	}
-	return results, lastLinks, nil
+	return results, nil
 }
 
-// fetchPage GETs one page and decodes it straight into agents. The page's
-// Link relations are returned resolved, each checked to be on BaseURL's
-// scheme and host before anything could follow it.
-func (c *Client) fetchPage(ctx context.Context, org string, u *url.URL) ([]Agent, map[string]*url.URL, error) {
-	var (
-		agents []Agent
-		links  map[string]*url.URL
-	)
-	err := c.do(ctx, call{org: org, method: http.MethodGet, u: u, scope: scopeRead}, func(resp *http.Response, body io.Reader) error {
-		var err error
-		if links, err = c.pageLinks(u, resp.Header.Values("Link")); err != nil {
+// fetch GETs page n (from BaseURL) and decodes it.
+func (l *listing) fetch(ctx context.Context, n int) (*page, error) {
+	u := *l.first
+	if n > 1 {
+		q := l.first.Query()
+		q.Set("page", strconv.Itoa(n))
+		u.RawQuery = q.Encode()
+	}
+	var p *page
+	requests, err := l.c.do(ctx, httpapi.Request{Method: http.MethodGet, URL: &u, Key: l.org, Scope: scopeRead}, func(resp *httpapi.Response) error {
+		if total := l.bytes.Add(int64(len(resp.Body))); total > l.c.maxListingBytes {
+			return fmt.Errorf("%w: the listing's pages exceed %d bytes together", ErrMalformed, l.c.maxListingBytes)
+		}
+		next, last, err := pageLinks(resp.Header.Values("Link"))
+		if err != nil {
 			return err
 		}
-		agents = make([]Agent, 0, c.perPage) // fresh on every attempt: a retry starts over
-		return DecodeAgents(body, func(a Agent) error {
-			agents = append(agents, a)
-			return nil
-		})
+		agents, fieldErrors, err := DecodeAgents(resp.Body)
+		if err != nil {
+			return err
+		}
+		p = &page{agents: agents, fieldErrors: fieldErrors, next: next, last: last}
+		return nil
 	})
-	if err != nil {
-		return nil, nil, err
-	}
-	return agents, links, nil
+	l.requests.Add(int64(requests))
+	return p, err
 }
 
-// pageLinks parses Link headers, resolving relative URLs against the page's
-// own. Any URL off BaseURL's scheme and host is ErrUnsafeLink.
-func (c *Client) pageLinks(page *url.URL, headers []string) (map[string]*url.URL, error) {
+// pageLinks reads the page numbers of the next and last relations of Link
+// headers (0 when absent). Nothing else of a link is used.
+func pageLinks(headers []string) (next, last int, err error) {
 	if len(headers) == 0 {
-		return nil, nil
+		return 0, 0, nil
 	}
-	raw, err := ParseLinkHeader(strings.Join(headers, ", "))
+	links, err := ParseLinkHeader(strings.Join(headers, ", "))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		return 0, 0, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	links := make(map[string]*url.URL, len(raw))
-	for rel, s := range raw {
-		u, err := page.Parse(s)
-		if err != nil {
-			return nil, fmt.Errorf("%w: unparsable %q link", ErrMalformed, safety.SanitizeMessage(rel, ""))
+	if s, ok := links["next"]; ok {
+		if next = linkPage(s); next == 0 {
+			return 0, 0, fmt.Errorf("%w: the next link names no page number", ErrMalformed)
 		}
-		if !safety.SameOrigin(c.base, u) {
-			return nil, fmt.Errorf("%w: the %q link points to %s://%s, not %s://%s", ErrUnsafeLink,
-				safety.SanitizeMessage(rel, ""), safety.SanitizeMessage(u.Scheme, ""), safety.SanitizeMessage(u.Host, ""), c.base.Scheme, c.base.Host)
-		}
-		links[rel] = u
 	}
-	return links, nil
+	if s, ok := links["last"]; ok {
+		last = linkPage(s)
+	}
+	return next, last, nil
+}
+
+// linkPage is the page parameter of a link, 0 when it has none.
+func linkPage(link string) int {
+	u, err := url.Parse(link)
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(u.Query().Get("page"))
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
+}
+
+var errPagesRepeat = fmt.Errorf("%w: a page after the first brought no new agent: the API (or a proxy) ignores the page parameter", ErrMalformed)
+
+// checkPagesAdvance fails a listing where a page after the first, as large
+// as the first, holds only agents of earlier pages: an API or caching
+// proxy that ignores "page" and answers page 1 again. Pages that shift
+// while read repeat a few agents, not a whole page.
+func checkPagesAdvance(pages []*page) error {
+	seen := map[string]struct{}{}
+	for i, p := range pages {
+		fresh := false
+		for _, a := range p.agents {
+			if _, dup := seen[a.ID]; !dup {
+				seen[a.ID] = struct{}{}
+				fresh = true
+			}
+		}
+		if i > 0 && !fresh && len(p.agents) > 0 && len(p.agents) >= len(pages[0].agents) {
+			return errPagesRepeat
+		}
+	}
+	return nil
 }
 
 // mergePages concatenates pages in order, keeping the first agent seen for
-// each ID.
-func mergePages(pages [][]Agent) *AgentList {
+// each ID, and sums their field errors.
+func mergePages(pages []*page) *AgentList {
 	total := 0
 	for _, p := range pages {
-		total += len(p)
+		total += len(p.agents)
 	}
 	list := &AgentList{Agents: make([]Agent, 0, total), Pages: len(pages)}
 	seen := make(map[string]struct{}, total)
 	for _, p := range pages {
-		for _, a := range p {
+		for _, a := range p.agents {
 			if _, dup := seen[a.ID]; dup {
 				list.Duplicates++
 				continue
@@ -199,50 +263,33 @@ func mergePages(pages [][]Agent) *AgentList {
 			seen[a.ID] = struct{}{}
 			list.Agents = append(list.Agents, a)
 		}
+		for name, n := range p.fieldErrors {
+			if list.FieldErrors == nil {
+				list.FieldErrors = map[string]int{}
+			}
+			list.FieldErrors[name] += n
+		}
 	}
 	return list
 }
 
-// pageNumber reads the page parameter of a link.
-func pageNumber(u *url.URL) (int, bool) {
-	n, err := strconv.Atoi(u.Query().Get("page"))
-	return n, err == nil && n >= 1
-}
-
-func withPage(u *url.URL, page int) *url.URL {
-	v := *u
-	q := u.Query()
-	q.Set("page", strconv.Itoa(page))
-	v.RawQuery = q.Encode()
-	return &v
-}
-
-// pageKey identifies a page independent of query parameter order, with
-// page 1 whether or not it is named, to detect next links that loop.
-func pageKey(u *url.URL) string {
-	q := u.Query()
-	if q.Get("page") == "" {
-		q.Set("page", "1")
-	}
-	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + u.EscapedPath() + "?" + q.Encode()
-}
-
-// GetAgent returns one agent of org by ID, in any connection state.
-func (c *Client) GetAgent(ctx context.Context, org, id string) (*Agent, error) {
+// GetAgent returns one agent of org by ID, in any connection state, and the
+// HTTP requests it sent (retries included), also with an error.
+func (c *Client) GetAgent(ctx context.Context, org, id string) (*Agent, int, error) {
 	u, err := c.endpoint(org, id)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var a Agent
-	err = c.do(ctx, call{org: org, method: http.MethodGet, u: u, scope: scopeRead}, func(_ *http.Response, body io.Reader) error {
+	requests, err := c.do(ctx, httpapi.Request{Method: http.MethodGet, URL: u, Key: org, Scope: scopeRead}, func(resp *httpapi.Response) error {
 		var err error
-		a, err = decodeAgent(body)
+		a, _, err = decodeAgent(resp.Body)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, requests, err
 	}
-	return &a, nil
+	return &a, requests, nil
 }
 
 // StopAgent tells an agent to stop; with force, its current job is
@@ -272,34 +319,34 @@ func (c *Client) ResumeAgent(ctx context.Context, org, id string) error {
 }
 
 func (c *Client) action(ctx context.Context, org, id, verb string, body any) error {
-	u, err := c.endpoint(org, id)
+	u, err := c.endpoint(org, id, verb)
 	if err != nil {
-		return err
-	}
-	if u, err = url.Parse(u.String() + "/" + verb); err != nil {
 		return err
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, call{org: org, method: http.MethodPut, u: u, body: b, scope: scopeWrite}, nil)
+	_, err = c.do(ctx, httpapi.Request{Method: http.MethodPut, URL: u, Body: b, Key: org, Scope: scopeWrite}, nil)
+	return err
 }
 
-// endpoint returns BaseURL/organizations/{org}/agents[/{id}], each name
-// path-escaped so that a "/" or "?" in it cannot change the request.
-func (c *Client) endpoint(org string, id ...string) (*url.URL, error) {
+// endpoint returns BaseURL/organizations/{org}/agents[/{id}[/{verb}]], each
+// name path-escaped so that a "/" or "?" in it cannot change the request.
+func (c *Client) endpoint(org string, idVerb ...string) (*url.URL, error) {
 	if err := checkSegment("organization", org); err != nil {
 		return nil, err
 	}
-	s := c.base.String() + "/organizations/" + url.PathEscape(org) + "/agents"
-	for _, v := range id {
-		if err := checkSegment("agent ID", v); err != nil {
-			return nil, err
+	path := "/organizations/" + url.PathEscape(org) + "/agents"
+	for i, v := range idVerb {
+		if i == 0 {
+			if err := checkSegment("agent ID", v); err != nil {
+				return nil, err
+			}
 		}
-		s += "/" + url.PathEscape(v)
+		path += "/" + url.PathEscape(v)
 	}
-	return url.Parse(s)
+	return c.req.Endpoint(path, "")
 }
 
 // checkSegment rejects names that escaping cannot make safe: empty ones and
@@ -310,3 +357,4 @@ func checkSegment(what, s string) error {
 	}
 	return nil
 }
+

@@ -1,7 +1,6 @@
 package client_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -36,15 +35,10 @@ func fakePage(b *testing.B) []byte {
 // serves them.
 func BenchmarkDecodeFakePage(b *testing.B) {
 	page := fakePage(b)
-	agents := make([]client.Agent, 0, 100)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(page)))
 	for b.Loop() {
-		agents = agents[:0]
-		err := client.DecodeAgents(bytes.NewReader(page), func(a client.Agent) error {
-			agents = append(agents, a)
-			return nil
-		})
+		agents, _, err := client.DecodeAgents(page)
 		if err != nil || len(agents) != 100 {
 			b.Fatal(err, len(agents))
 		}

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/httpapi"
 )
 
 const scopeReadClusters = "read_clusters"
@@ -66,97 +66,73 @@ func (c ClusterQueues) DefaultQueue() (Queue, bool) {
 
 // ListClusters returns all clusters of org (GET
 // /organizations/{org}/clusters, scope read_clusters), paging through Link
-// headers. Any failed page fails the listing.
+// headers. Any failed page fails the listing. The list is never nil: with an
+// error it holds only Requests.
 func (c *Client) ListClusters(ctx context.Context, org string) (*ClusterList, error) {
-	var list ClusterList
-	err := c.countRequests(ctx, &list.Requests, func(ctx context.Context) error {
-		objs, err := c.listAll(ctx, org, "clusters")
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			list.Clusters = append(list.Clusters, Cluster{
-				ID:             o.id,
-				Name:           o.string("name"),
-				DefaultQueueID: o.string("default_queue_id"),
-			})
-		}
-		return nil
-	})
+	objs, requests, err := c.listAll(ctx, org, "clusters")
 	if err != nil {
-		return nil, err
+		return &ClusterList{Requests: requests}, err
 	}
-	return &list, nil
+	list := &ClusterList{Requests: requests}
+	for _, o := range objs {
+		list.Clusters = append(list.Clusters, Cluster{
+			ID:             o.id,
+			Name:           o.string("name"),
+			DefaultQueueID: o.string("default_queue_id"),
+		})
+	}
+	return list, nil
 }
 
 // ListQueues returns all queues of one cluster of org (GET
 // /organizations/{org}/clusters/{id}/queues, scope read_clusters), paging
-// through Link headers. Any failed page fails the listing.
+// through Link headers. Any failed page fails the listing. The list is never
+// nil: with an error it holds only Requests.
 func (c *Client) ListQueues(ctx context.Context, org, clusterID string) (*QueueList, error) {
 	if err := checkSegment("cluster ID", clusterID); err != nil {
-		return nil, err
+		return &QueueList{}, err
 	}
-	var list QueueList
-	err := c.countRequests(ctx, &list.Requests, func(ctx context.Context) error {
-		objs, err := c.listAll(ctx, org, "clusters", clusterID, "queues")
-		if err != nil {
-			return err
-		}
-		for _, o := range objs {
-			key := o.string("key")
-			if key == "" {
-				return fmt.Errorf("%w: a queue has no key", ErrMalformed)
-			}
-			q := Queue{ID: o.id, Key: key, DispatchPaused: o.bool("dispatch_paused")}
-			if q.DispatchPaused {
-				q.DispatchPausedAt = o.time("dispatch_paused_at")
-			}
-			list.Queues = append(list.Queues, q)
-		}
-		return nil
-	})
+	objs, requests, err := c.listAll(ctx, org, "clusters", clusterID, "queues")
 	if err != nil {
-		return nil, err
+		return &QueueList{Requests: requests}, err
 	}
-	return &list, nil
+	list := &QueueList{Requests: requests}
+	for _, o := range objs {
+		key := o.string("key")
+		if key == "" {
+			return &QueueList{Requests: requests}, fmt.Errorf("%w: a queue has no key", ErrMalformed)
+		}
+		q := Queue{ID: o.id, Key: key, DispatchPaused: o.bool("dispatch_paused")}
+		if q.DispatchPaused {
+			q.DispatchPausedAt = o.time("dispatch_paused_at")
+		}
+		list.Queues = append(list.Queues, q)
+	}
+	return list, nil
 }
 
 // ListClustersWithQueues lists org's clusters, then each cluster's queues,
 // one request after another (an organization has a handful of clusters).
 // Any failed request fails the whole read: a partial set would read as
-// queues that vanished.
+// queues that vanished. The set is never nil: with an error it holds only
+// Requests.
 func (c *Client) ListClustersWithQueues(ctx context.Context, org string) (*ClusterSet, error) {
-	var set ClusterSet
-	err := c.countRequests(ctx, &set.Requests, func(ctx context.Context) error {
-		clusters, err := c.ListClusters(ctx, org)
-		if err != nil {
-			return err
-		}
-		for _, cl := range clusters.Clusters {
-			queues, err := c.ListQueues(ctx, org, cl.ID)
-			if err != nil {
-				return err
-			}
-			set.Clusters = append(set.Clusters, ClusterQueues{Cluster: cl, Queues: queues.Queues})
-		}
-		return nil
-	})
+	clusters, err := c.ListClusters(ctx, org)
+	requests := clusters.Requests
 	if err != nil {
-		return nil, err
+		return &ClusterSet{Requests: requests}, err
 	}
-	return &set, nil
-}
-
-// countRequests runs fn with its own RequestStats, stores their count in
-// *n and adds it to the caller's RequestStats, if any, even on failure.
-func (c *Client) countRequests(ctx context.Context, n *int, fn func(context.Context) error) error {
-	var own RequestStats
-	err := fn(WithRequestStats(ctx, &own))
-	*n = int(own.Requests())
-	if outer := requestStatsFrom(ctx); outer != nil {
-		outer.requests.Add(own.Requests())
+	set := &ClusterSet{}
+	for _, cl := range clusters.Clusters {
+		queues, err := c.ListQueues(ctx, org, cl.ID)
+		requests += queues.Requests
+		if err != nil {
+			return &ClusterSet{Requests: requests}, err
+		}
+		set.Clusters = append(set.Clusters, ClusterQueues{Cluster: cl, Queues: queues.Queues})
 	}
-	return err
+	set.Requests = requests
+	return set, nil
 }
 
 // listObject is one element of a list answer: its id and its other
@@ -196,20 +172,22 @@ func (o listObject) time(name string) time.Time {
 // listAll GETs every page of the list at BaseURL/organizations/{org}/path...,
 // following the page numbers of next links (only the number is taken from a
 // link: the URL is always built on BaseURL). Elements are deduplicated by id.
-func (c *Client) listAll(ctx context.Context, org string, path ...string) ([]listObject, error) {
+// It returns the requests sent, also with an error.
+func (c *Client) listAll(ctx context.Context, org string, path ...string) ([]listObject, int, error) {
 	if err := checkSegment("organization", org); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	s := c.base.String() + "/organizations/" + url.PathEscape(org)
+	s := "/organizations/" + url.PathEscape(org)
 	for _, p := range path {
 		s += "/" + url.PathEscape(p)
 	}
-	u, err := url.Parse(s)
+	u, err := c.req.Endpoint(s, "")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var all []listObject
 	seen := map[string]bool{}
+	requests := 0
 	for page := 1; ; {
 		q := url.Values{}
 		q.Set("per_page", strconv.Itoa(c.perPage))
@@ -217,9 +195,10 @@ func (c *Client) listAll(ctx context.Context, org string, path ...string) ([]lis
 			q.Set("page", strconv.Itoa(page))
 		}
 		u.RawQuery = q.Encode()
-		objs, next, err := c.listPage(ctx, org, u)
+		objs, next, n, err := c.listPage(ctx, org, u)
+		requests += n
 		if err != nil {
-			return nil, err
+			return nil, requests, err
 		}
 		for _, o := range objs {
 			if !seen[o.id] {
@@ -229,67 +208,42 @@ func (c *Client) listAll(ctx context.Context, org string, path ...string) ([]lis
 		}
 		switch {
 		case next == 0:
-			return all, nil
+			return all, requests, nil
 		case next <= page:
-			return nil, fmt.Errorf("%w: page %d of %s links back to page %d", ErrPageLimit, page, u.EscapedPath(), next)
+			return nil, requests, fmt.Errorf("%w: page %d of %s links back to page %d", ErrPageLimit, page, u.EscapedPath(), next)
 		case next > c.maxPages:
-			return nil, fmt.Errorf("%w: more than %d pages", ErrPageLimit, c.maxPages)
+			return nil, requests, fmt.Errorf("%w: more than %d pages", ErrPageLimit, c.maxPages)
 		}
 		page = next
 	}
 }
 
-// listPage GETs one page: its objects and the page number of its next
-// link (0 when none).
-func (c *Client) listPage(ctx context.Context, org string, u *url.URL) ([]listObject, int, error) {
+// listPage GETs one page: its objects, the page number of its next link (0
+// when none) and the requests sent.
+func (c *Client) listPage(ctx context.Context, org string, u *url.URL) ([]listObject, int, int, error) {
 	var (
 		objs []listObject
 		next int
 	)
-	cl := call{org: org, method: http.MethodGet, u: u, scope: scopeReadClusters}
-	err := c.do(ctx, cl, func(resp *http.Response, body io.Reader) error {
+	req := httpapi.Request{Method: http.MethodGet, URL: u, Key: org, Scope: scopeReadClusters}
+	requests, err := c.do(ctx, req, func(resp *httpapi.Response) error {
 		var err error
-		if next, err = nextPageNumber(resp.Header.Values("Link")); err != nil {
+		if next, _, err = pageLinks(resp.Header.Values("Link")); err != nil {
 			return err
 		}
-		objs, err = decodeListObjects(body)
+		objs, err = decodeListObjects(resp.Body)
 		return err
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, requests, err
 	}
-	return objs, next, nil
-}
-
-// nextPageNumber reads the page number of the next link; 0 when there is
-// none. A next link without a page number is malformed.
-func nextPageNumber(headers []string) (int, error) {
-	if len(headers) == 0 {
-		return 0, nil
-	}
-	links, err := ParseLinkHeader(strings.Join(headers, ", "))
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	next, ok := links["next"]
-	if !ok {
-		return 0, nil
-	}
-	u, err := url.Parse(next)
-	if err != nil {
-		return 0, fmt.Errorf("%w: unparsable next link", ErrMalformed)
-	}
-	n, ok := pageNumber(u)
-	if !ok {
-		return 0, fmt.Errorf("%w: the next link has no page number", ErrMalformed)
-	}
-	return n, nil
+	return objs, next, requests, nil
 }
 
 // decodeListObjects reads a JSON array of objects, each with a string id.
-func decodeListObjects(body io.Reader) ([]listObject, error) {
+func decodeListObjects(body []byte) ([]listObject, error) {
 	var raw []map[string]json.RawMessage
-	if err := json.NewDecoder(body).Decode(&raw); err != nil {
+	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	objs := make([]listObject, 0, len(raw))

@@ -64,7 +64,8 @@ func TestListClustersWithQueues(t *testing.T) {
 			if set.Requests != tt.requests {
 				t.Errorf("Requests = %d, want %d", set.Requests, tt.requests)
 			}
-			e.checkRequests(t, tt.requests) // the caller's RequestStats count them too
+			e.reported.Add(int64(set.Requests))
+			e.checkRequests(t, tt.requests)
 			for _, r := range e.srv.Requests() {
 				if !strings.Contains(r.RawQuery, "per_page=") {
 					t.Errorf("%s?%s: no per_page", r.Path, r.RawQuery)
@@ -189,17 +190,20 @@ func TestClustersRetryCounted(t *testing.T) {
 	if set.Requests != 3 || len(set.Clusters) != 1 || len(set.Clusters[0].Queues) != 1 {
 		t.Errorf("got %+v, want 3 requests and one cluster with one queue", set)
 	}
+	e.reported.Add(int64(set.Requests))
 	e.checkRequests(t, 3)
 }
 
-// The requests of a failed read are still counted, in the caller's stats.
+// The requests of a failed read are still counted, in its result.
 func TestClustersFailedReadCounted(t *testing.T) {
 	e := newEnv(t)
 	e.srv.AddCluster(org, "linux", "default")
 	e.srv.InjectFault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/queues"), Status: 403, Body: `{"message":"Your access token doesn't have the read_clusters scope"}`})
-	if _, err := e.c.ListClustersWithQueues(e.ctx, org); !errors.Is(err, client.ErrForbidden) {
+	set, err := e.c.ListClustersWithQueues(e.ctx, org)
+	if !errors.Is(err, client.ErrForbidden) || set == nil || set.Clusters != nil {
 		t.Fatalf("error %v, want ErrForbidden", err)
 	}
+	e.reported.Add(int64(set.Requests))
 	e.checkRequests(t, 2)
 }
 

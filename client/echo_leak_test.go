@@ -46,8 +46,12 @@ func TestTokenEchoedByServerNeverInErrors(t *testing.T) {
 			w.Header().Set("Link", `<http://`+strings.ToLower(tok)+`.`+foreignHost+`/x?page=2>; rel="next"`)
 			writeJSON(w, 200, agentsJSON("a"))
 		}},
-		{"Link relation", func(w http.ResponseWriter, r *http.Request, _, tok string) {
-			w.Header().Set("Link", `<`+foreign.URL+`/x?page=2>; rel="`+tok+`"`)
+		{"Link relation, then a page echoing the token", func(w http.ResponseWriter, r *http.Request, _, tok string) {
+			if r.URL.Query().Get("page") == "2" {
+				writeJSON(w, 404, `{"message":"no page `+tok+`"}`)
+				return
+			}
+			w.Header().Set("Link", `<`+foreign.URL+`/x?page=2>; rel="next `+tok+`"`)
 			writeJSON(w, 200, agentsJSON("a"))
 		}},
 		{"Link path on the same host, then 500", func(w http.ResponseWriter, r *http.Request, self, tok string) {

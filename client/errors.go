@@ -4,60 +4,58 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/httpapi"
 )
 
 // Sentinel errors; test with errors.Is. Every error the client returns for a
-// Buildkite answer wraps exactly one of them.
+// Buildkite answer wraps exactly one of them. The Agent Metrics client
+// (package agentmetrics) wraps the same ones.
 var (
-	ErrUnauthorized = errors.New("unauthorized: the API token is missing, invalid or revoked")
-	ErrForbidden    = errors.New("forbidden: the API token lacks a required scope or access to the organization")
-	ErrNotFound     = errors.New("not found")
-	ErrRateLimited  = errors.New("rate limited")
-	ErrRejected     = errors.New("request rejected") // the documented 400/422 action errors
-	ErrServer       = errors.New("server error")
-	ErrMalformed    = errors.New("malformed response")
-	ErrUnsafeLink   = errors.New("unsafe pagination link")
-	ErrPageLimit    = errors.New("pagination did not end")
+	ErrUnauthorized = httpapi.ErrUnauthorized
+	ErrForbidden    = httpapi.ErrForbidden
+	ErrNotFound     = httpapi.ErrNotFound
+	ErrRateLimited  = httpapi.ErrRateLimited
+	ErrRejected     = httpapi.ErrRejected // the documented 400/422 action errors
+	ErrServer       = httpapi.ErrServer
+	ErrMalformed    = httpapi.ErrMalformed
+	// ErrUnsafeLink: a redirect to another host was refused (the token
+	// never follows one). Pagination links no longer cause it: only their
+	// page number is used.
+	ErrUnsafeLink = httpapi.ErrUnsafeLink
+	ErrPageLimit  = errors.New("pagination did not end")
 )
 
-// APIError is an error answer from Buildkite (any status but 429).
-type APIError struct {
-	StatusCode int
-	Message    string // Buildkite's "message", sanitized and shortened
-	Scope      string // on 403: the scope the message names, e.g. read_agents; "" when none
-	Method     string
-	Path       string // request path without host or query
-	kind       error
-}
+// APIError is an error answer from Buildkite (any status but 429, which is
+// a *RateLimitError).
+type APIError = httpapi.APIError
 
-func (e *APIError) Error() string {
-	msg := fmt.Sprintf("%s %s: HTTP %d: %v", e.Method, e.Path, e.StatusCode, e.kind)
-	if e.Scope != "" {
-		msg += fmt.Sprintf(" (the token needs the %s scope)", e.Scope)
-	}
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
-	return msg
-}
+// Rate-limit scopes, as Buildkite names them in 429 bodies.
+const (
+	ScopeRest     = "rest"      // the organization's budget
+	ScopeRestUser = "rest_user" // the token user's budget, shared by all organizations
+)
 
-func (e *APIError) Unwrap() error { return e.kind }
-
-// RateLimitError says that the organization's rate limit is spent: either
-// Buildkite answered 429, or the client refused to send a request inside the
-// window of an earlier 429.
+// RateLimitError says that a REST budget is spent: either Buildkite answered
+// 429, or the client refused to send a request inside the window of an
+// earlier 429.
 type RateLimitError struct {
 	Org     string
-	ResetAt time.Time // no request to this organization before then
+	Scope   string    // ScopeRest (this organization) or ScopeRestUser (every organization of the token)
+	ResetAt time.Time // no request under this budget before then
 	Sent    bool      // false when the client refused without a request
 	Message string
 }
 
 func (e *RateLimitError) Error() string {
-	if e.Sent {
-		return fmt.Sprintf("rate limited by Buildkite for organization %q until %s: %s", e.Org, e.ResetAt.UTC().Format(time.RFC3339), e.Message)
+	scope := ""
+	if e.Scope == ScopeRestUser {
+		scope = " (the token's per-user limit, shared by all its organizations)"
 	}
-	return fmt.Sprintf("rate limited: no requests for organization %q until %s", e.Org, e.ResetAt.UTC().Format(time.RFC3339))
+	if e.Sent {
+		return fmt.Sprintf("rate limited by Buildkite for organization %q until %s%s: %s", e.Org, e.ResetAt.UTC().Format(time.RFC3339), scope, e.Message)
+	}
+	return fmt.Sprintf("rate limited: no requests for organization %q until %s%s", e.Org, e.ResetAt.UTC().Format(time.RFC3339), scope)
 }
 
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }

@@ -97,63 +97,77 @@ func FuzzParseLinkHeader(f *testing.F) {
 	})
 }
 
+// FuzzDecodeAgents: whatever the page, the decoder returns an error
+// wrapping ErrMalformed, or agents that keep its promises (an ID, valid
+// UTF-8, UTC times, no empty meta_data entry, cluster and queue together)
+// from a body that is valid JSON.
 func FuzzDecodeAgents(f *testing.F) {
 	for _, s := range []string{
-		`[]`, `null`, ``, `{}`, `[{}]`, `[null]`, `[{"id":"a"}]`,
-		`[{"id":"a","priority":null,"meta_data":null,"job":null}]`,
-		`[{"id":"a","priority":3,"meta_data":["a=b","",null],"job":{"id":"j","state":"running","started_at":"2015-07-30T12:58:34.000Z"}}]`,
-		`[{"id":"a","created_at":"2015-05-09T21:05:59Z","connected_at":"2015-05-09T21:05:59.874+02:00","lost_at":""}]`,
-		`[{"id":"a","created_at":"garbage"}]`,
+		`[]`, `null`, ``, `{}`, `[{}]`, `[null]`, `[{"id":"a","connection_state":"c"}]`,
+		`[{"id":"a","connection_state":"c","priority":null,"meta_data":null,"job":null}]`,
+		`[{"id":"a","connection_state":"c","priority":3,"meta_data":["a=b","",null],"job":{"id":"j","state":"running","started_at":"2015-07-30T12:58:34.000Z"}}]`,
+		`[{"id":"a","connection_state":"c","created_at":"2015-05-09T21:05:59Z","connected_at":"2015-05-09T21:05:59.874+02:00","lost_at":""}]`,
+		`[{"id":"a","connection_state":"c","created_at":"2026-01-02 03:04:05 UTC","priority":{"number":1},"job":[1],"meta_data":"x"}]`,
+		`[{"id":"a","connection_state":"c","web_url":"https://buildkite.com/organizations/o/clusters/c/queues/q/agents/a"}]`,
 		`[{"id":"a","connection_state":"conn\u0065cted","name":"\ud800"}]`,
-		`[{"id":"a"},]`, `[{"id":"a"}] x`,
+		`[{"id":"a"},]`, `[{"id":"a"}] x`, `[{"id":5,"connection_state":"c"}]`,
 		string(realisticPage(2)),
 	} {
 		f.Add([]byte(s))
 	}
-	for _, s := range decodeEdgeCases {
-		f.Add([]byte(s))
-	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var agents []Agent
-		err := DecodeAgents(bytes.NewReader(data), func(a Agent) error {
-			agents = append(agents, a)
-			return nil
-		})
+		agents, fieldErrors, err := DecodeAgents(data)
 		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
 			return
 		}
 		if !validPage(data) {
 			t.Fatalf("accepted invalid JSON %q", data)
 		}
-		for _, a := range agents {
-			if a.ID == "" {
-				t.Fatal("agent without ID")
-			}
-			for _, s := range []string{a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.UserAgent,
-				a.Version, a.OSID, a.Arch, a.Queue, a.PausedNote} {
-				if !utf8.ValidString(s) {
-					t.Fatalf("invalid UTF-8 %q", s)
-				}
-			}
-			for _, m := range a.MetaData {
-				if m == "" || !utf8.ValidString(m) {
-					t.Fatalf("bad meta_data entry %q", m)
-				}
-			}
-			if a.MetaData != nil && len(a.MetaData) == 0 {
-				t.Fatal("empty non-nil MetaData")
-			}
-			times := []time.Time{a.CreatedAt, a.ConnectedAt, a.DisconnectedAt, a.LostAt, a.StoppedAt, a.LastJobFinishedAt, a.PausedAt}
-			if a.Job != nil {
-				times = append(times, a.Job.StartedAt)
-			}
-			for _, ts := range times {
-				if !ts.IsZero() && ts.Location() != time.UTC {
-					t.Fatalf("time not in UTC: %v", ts)
-				}
+		for name, n := range fieldErrors {
+			if name == "id" || name == "connection_state" || n <= 0 {
+				t.Fatalf("field errors %v", fieldErrors)
 			}
 		}
+		for _, a := range agents {
+			checkAgent(t, a)
+		}
 	})
+}
+
+func checkAgent(t *testing.T, a Agent) {
+	t.Helper()
+	if a.ID == "" {
+		t.Fatal("agent without ID")
+	}
+	for _, s := range []string{a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.UserAgent,
+		a.Version, a.OSID, a.Arch, a.Queue, a.PausedNote, a.ClusterID, a.QueueID} {
+		if !utf8.ValidString(s) {
+			t.Fatalf("invalid UTF-8 %q", s)
+		}
+	}
+	if (a.ClusterID == "") != (a.QueueID == "") {
+		t.Fatalf("cluster %q without queue %q", a.ClusterID, a.QueueID)
+	}
+	for _, m := range a.MetaData {
+		if m == "" || !utf8.ValidString(m) {
+			t.Fatalf("bad meta_data entry %q", m)
+		}
+	}
+	if a.MetaData != nil && len(a.MetaData) == 0 {
+		t.Fatal("empty non-nil MetaData")
+	}
+	times := []time.Time{a.CreatedAt, a.ConnectedAt, a.DisconnectedAt, a.LostAt, a.StoppedAt, a.LastJobFinishedAt, a.PausedAt}
+	if a.Job != nil {
+		times = append(times, a.Job.StartedAt)
+	}
+	for _, ts := range times {
+		if !ts.IsZero() && ts.Location() != time.UTC {
+			t.Fatalf("time not in UTC: %v", ts)
+		}
+	}
 }
 
 // validPage reports whether data is valid JSON as json.Decoder reads a
@@ -180,17 +194,13 @@ func validPage(data []byte) bool {
 	return errors.Is(err, io.EOF)
 }
 
+// BenchmarkDecodeAgentsPage decodes a realistic page of 100 agents.
 func BenchmarkDecodeAgentsPage(b *testing.B) {
 	page := realisticPage(100)
-	agents := make([]Agent, 0, 100)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(page)))
 	for b.Loop() {
-		agents = agents[:0]
-		err := DecodeAgents(bytes.NewReader(page), func(a Agent) error {
-			agents = append(agents, a)
-			return nil
-		})
+		agents, _, err := DecodeAgents(page)
 		if err != nil || len(agents) != 100 {
 			b.Fatal(err, len(agents))
 		}

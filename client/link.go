@@ -10,12 +10,14 @@ import (
 // tolerant of spacing, quoted or bare parameter values, parameter order,
 // empty list elements and several relation types in one rel ("next last");
 // the first URL given for a relation wins. Links without rel are ignored.
-// Anything it cannot read is an error, which quotes no part of the header.
+// Anything it cannot read is an error, which quotes no part of the header,
+// and so is a header of more than 16 links, or a link of more than 16
+// relations (Buildkite sends four links of one relation each).
 // An empty header yields an empty map.
 func ParseLinkHeader(h string) (map[string]string, error) {
 	links := make(map[string]string)
 	p := linkParser{s: h}
-	for {
+	for n := 0; ; {
 		p.skipSpace()
 		if p.eof() {
 			return links, nil
@@ -27,6 +29,9 @@ func ParseLinkHeader(h string) (map[string]string, error) {
 		target, rels, err := p.linkValue()
 		if err != nil {
 			return nil, err
+		}
+		if n++; n > maxLinks || len(rels) > maxLinks {
+			return nil, fmt.Errorf("link header: more than %d links or relations", maxLinks)
 		}
 		for _, rel := range rels {
 			if _, dup := links[rel]; !dup {

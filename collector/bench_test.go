@@ -2,7 +2,6 @@ package collector_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -146,12 +145,11 @@ type memoryAPI struct {
 func (m *memoryAPI) ListAgents(context.Context, string, client.ListOptions) (*client.AgentList, error) {
 	list := &client.AgentList{Pages: len(m.pages), Agents: make([]client.Agent, 0, 100*len(m.pages))}
 	for _, p := range m.pages {
-		if err := client.DecodeAgents(bytes.NewReader(p), func(a client.Agent) error {
-			list.Agents = append(list.Agents, a)
-			return nil
-		}); err != nil {
+		agents, _, err := client.DecodeAgents(p)
+		if err != nil {
 			return nil, err
 		}
+		list.Agents = append(list.Agents, agents...)
 	}
 	if m.reversed {
 		slices.Reverse(list.Agents)
@@ -159,8 +157,8 @@ func (m *memoryAPI) ListAgents(context.Context, string, client.ListOptions) (*cl
 	return list, nil
 }
 
-func (m *memoryAPI) GetAgent(_ context.Context, _, id string) (*client.Agent, error) {
-	return nil, fmt.Errorf("agent %s: not in memory", id)
+func (m *memoryAPI) GetAgent(_ context.Context, _, id string) (*client.Agent, int, error) {
+	return nil, 0, fmt.Errorf("agent %s: not in memory", id)
 }
 
 func (m *memoryAPI) RateLimit(string) (client.RateLimit, bool) { return client.RateLimit{}, false }

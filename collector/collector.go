@@ -25,7 +25,9 @@ import (
 // implements it.
 type AgentAPI interface {
 	ListAgents(ctx context.Context, org string, opts client.ListOptions) (*client.AgentList, error)
-	GetAgent(ctx context.Context, org, id string) (*client.Agent, error)
+	// GetAgent also returns the requests it made, as ListAgents does in
+	// AgentList.Requests (also with an error).
+	GetAgent(ctx context.Context, org, id string) (*client.Agent, int, error)
 	RateLimit(org string) (client.RateLimit, bool)
 }
 
@@ -139,11 +141,12 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 
 // collect lists one organization and updates its memory.
 func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
-	stats := &client.RequestStats{}
-	ctx = client.WithRequestStats(ctx, stats)
 	s := &Snapshot{Organization: m.org, Start: e.now()}
 
 	list, err := e.api.ListAgents(ctx, m.org, client.ListOptions{})
+	if list != nil {
+		s.Requests = int64(list.Requests)
+	}
 	if err != nil {
 		s.Err = err
 	} else {
@@ -170,12 +173,13 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 		}
 		listed := e.now()
 		gone := m.observe(s.Agents, listed)
-		s.Lookups = e.departures(ctx, m, gone)
+		var lookupRequests int
+		s.Lookups, lookupRequests = e.departures(ctx, m, gone)
+		s.Requests += int64(lookupRequests)
 		m.expire(listed, e.cfg.QueueRetention, e.cfg.AgentRetention, e.cfg.Queues)
 	}
 
 	s.End = e.now()
-	s.Requests = stats.Requests()
 	s.RateLimit, s.HasRateLimit = e.api.RateLimit(m.org)
 	known := m.knownQueues(s.End, e.cfg.QueueRetention, e.cfg.Queues)
 	if s.OK() {
@@ -187,14 +191,15 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 }
 
 // departures learns why each gone agent left, within the lookup budget,
-// and counts it. It returns the number of lookups made.
-func (e *Exporter) departures(ctx context.Context, m *orgMemory, gone []DepartedAgent) int {
+// and counts it. It returns the number of lookups made and the requests
+// they sent.
+func (e *Exporter) departures(ctx context.Context, m *orgMemory, gone []DepartedAgent) (lookups, requests int) {
 	budget := e.lookupBudget(m.org)
-	lookups := 0
 	for _, d := range gone {
 		if lookups < budget && ctx.Err() == nil {
 			lookups++
-			a, err := e.api.GetAgent(ctx, m.org, d.ID)
+			a, n, err := e.api.GetAgent(ctx, m.org, d.ID)
+			requests += n
 			switch {
 			case err == nil && (a.ConnectionState == stateConnected || a.ConnectionState == stateStopping):
 				// Skipped by a shifting page, not gone.
@@ -212,7 +217,7 @@ func (e *Exporter) departures(ctx context.Context, m *orgMemory, gone []Departed
 		level.Debug(e.logger).Log("msg", "agent departed", "organization", m.org, "agent", d.ID, "name", d.Name, "hostname", d.Hostname, "state", d.State)
 		m.depart(d)
 	}
-	return lookups
+	return lookups, requests
 }
 
 // lookupBudget keeps a tenth of the rate limit in reserve for listings:

@@ -132,8 +132,8 @@ func (s *stringsAPI) ListAgents(context.Context, string, client.ListOptions) (*c
 	return &client.AgentList{Agents: s.agents, Pages: 1}, nil
 }
 
-func (s *stringsAPI) GetAgent(_ context.Context, _, id string) (*client.Agent, error) {
-	return &client.Agent{ID: id, ConnectionState: "lost\xff"}, nil
+func (s *stringsAPI) GetAgent(_ context.Context, _, id string) (*client.Agent, int, error) {
+	return &client.Agent{ID: id, ConnectionState: "lost\xff"}, 1, nil
 }
 
 func (s *stringsAPI) RateLimit(string) (client.RateLimit, bool) { return client.RateLimit{}, false }

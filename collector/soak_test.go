@@ -153,16 +153,16 @@ func (c *churnAPI) ListAgents(ctx context.Context, org string, _ client.ListOpti
 	return list, nil
 }
 
-func (c *churnAPI) GetAgent(ctx context.Context, org, id string) (*client.Agent, error) {
+func (c *churnAPI) GetAgent(ctx context.Context, org, id string) (*client.Agent, int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if a, ok := c.listed[id]; ok {
-		return &a, nil
+		return &a, 1, nil
 	}
 	if st, ok := c.gone[id]; ok && st != "" {
-		return &client.Agent{ID: id, ConnectionState: st}, nil
+		return &client.Agent{ID: id, ConnectionState: st}, 1, nil
 	}
-	return nil, fmt.Errorf("GET agent %s: %w", id, client.ErrNotFound)
+	return nil, 1, fmt.Errorf("GET agent %s: %w", id, client.ErrNotFound)
 }
 
 func (c *churnAPI) RateLimit(string) (client.RateLimit, bool) {

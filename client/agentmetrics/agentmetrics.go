@@ -13,8 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -23,7 +21,7 @@ import (
 	"time"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
-	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/httpapi"
 )
 
 // DefaultBaseURL is Buildkite's Agent API.
@@ -34,9 +32,9 @@ const PollDurationHeader = "Buildkite-Agent-Metrics-Poll-Duration"
 
 const (
 	defaultMaxResponseBytes = 4 << 20
-	defaultUserAgent        = "buildkite_exporter"
-	maxErrorBodyBytes       = 64 << 10
-	maxDrainBytes           = 256 << 10
+	// DefaultName is what the Observer hears as the organization of
+	// requests made before any answer named one.
+	DefaultName = "agent-metrics"
 	// MaxPollDuration bounds what the header may ask for, so that garbage
 	// cannot freeze the numbers for long.
 	MaxPollDuration = time.Hour
@@ -56,10 +54,16 @@ type Config struct {
 	// MaxResponseBytes caps a response body; default 4 MiB. A larger body
 	// is client.ErrMalformed.
 	MaxResponseBytes int64
-	// Observer hears of every HTTP request, with the organization the
-	// client knows for this token (that of the latest good answer, "" before
-	// the first one). May be nil.
+	// Observer hears of every HTTP request, with the organization of the
+	// latest good answer for this token, or Name before the first one. May
+	// be nil.
 	Observer client.Observer
+	// Name stands for the organization in what the Observer hears until an
+	// answer has named it, so that those requests (a revoked token's 401s,
+	// say) are counted under a stable name rather than ""; default
+	// DefaultName. Giving each token its own (e.g. the token file's name)
+	// keeps them apart.
+	Name string
 	// UserAgent is sent with every request; default "buildkite_exporter".
 	UserAgent string
 }
@@ -67,12 +71,9 @@ type Config struct {
 // Client calls the Agent Metrics API with one agent token. It is safe for
 // concurrent use.
 type Client struct {
-	base      *url.URL
-	token     client.TokenSource
-	http      *http.Client
-	maxBytes  int64
-	observer  client.Observer
-	userAgent string
+	req      *httpapi.Requester
+	observer client.Observer
+	name     string
 
 	mu  sync.Mutex
 	org string // of the latest good answer
@@ -83,53 +84,42 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Token == nil {
 		return nil, errors.New("agentmetrics: Config.Token is required")
 	}
+	if cfg.MaxResponseBytes < 0 {
+		return nil, errors.New("agentmetrics: Config.MaxResponseBytes must not be negative")
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = defaultMaxResponseBytes
+	}
 	raw := cfg.BaseURL
 	if raw == "" {
 		raw = DefaultBaseURL
 	}
-	base, err := parseBaseURL(raw)
-	if err != nil {
-		return nil, err
-	}
-	c := &Client{
-		base:      base,
-		token:     cfg.Token,
-		maxBytes:  cfg.MaxResponseBytes,
-		observer:  cfg.Observer,
-		userAgent: cfg.UserAgent,
-	}
-	switch {
-	case c.maxBytes < 0:
-		return nil, errors.New("agentmetrics: Config.MaxResponseBytes must not be negative")
-	case c.maxBytes == 0:
-		c.maxBytes = defaultMaxResponseBytes
-	}
-	if c.userAgent == "" {
-		c.userAgent = defaultUserAgent
-	}
-	var hc http.Client
-	if cfg.HTTPClient != nil {
-		hc = *cfg.HTTPClient // a copy: the caller's keeps its redirect policy
-	} else {
-		hc = http.Client{Transport: defaultTransport(), Timeout: time.Minute}
-	}
-	hc.CheckRedirect = safety.RedirectPolicy(c.base, hc.CheckRedirect, 5, errForeignRedirect)
-	c.http = &hc
-	return c, nil
-}
-
-var errForeignRedirect = fmt.Errorf("%w: redirect to another host refused", client.ErrUnsafeLink)
-
-func parseBaseURL(raw string) (*url.URL, error) {
-	u, err := safety.ParseBaseURL(raw)
+	base, err := httpapi.ParseBaseURL(raw)
 	if err != nil {
 		return nil, fmt.Errorf("agentmetrics: %w", err)
 	}
-	return u, nil
-}
-
-func defaultTransport() http.RoundTripper {
-	return safety.NewTransport(&http.Transport{Proxy: http.ProxyFromEnvironment})
+	c := &Client{observer: cfg.Observer, name: cfg.Name}
+	if c.name == "" {
+		c.name = DefaultName
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	c.req, err = httpapi.New(httpapi.Config{
+		Base:         base,
+		Token:        cfg.Token.Token,
+		TokenName:    "agent token",
+		AuthScheme:   "Token",
+		HTTPClient:   hc,
+		MaxBodyBytes: cfg.MaxResponseBytes,
+		UserAgent:    cfg.UserAgent,
+		Observe:      c.observe,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("agentmetrics: %w", err)
+	}
+	return c, nil
 }
 
 // Organization is the organization slug of the latest good answer, "" before
@@ -141,143 +131,85 @@ func (c *Client) Organization() string {
 }
 
 // Metrics fetches GET {BaseURL}/metrics: every queue of the token's cluster.
+// The result is never nil: with an error it holds only Requests.
 func (c *Client) Metrics(ctx context.Context) (*Metrics, error) {
-	u := c.endpoint("/metrics", "")
-	var m *Metrics
-	poll, err := c.get(ctx, u, func(b []byte) (string, error) {
-		var err error
-		if m, err = DecodeMetrics(b); err != nil {
+	m := &Metrics{}
+	n, poll, err := c.get(ctx, "/metrics", "", func(b []byte) (string, error) {
+		d, err := DecodeMetrics(b)
+		if err != nil {
 			return "", err
 		}
+		m = d
 		return m.Organization, nil
 	})
 	if err != nil {
-		return nil, err
+		return &Metrics{Requests: n}, err
 	}
-	m.PollDuration = poll
+	m.Requests, m.PollDuration = n, poll
 	return m, nil
 }
 
 // QueueMetrics fetches GET {BaseURL}/metrics/queue?name=queue: one queue.
+// The result is never nil: with an error it holds only Queue and Requests.
 func (c *Client) QueueMetrics(ctx context.Context, queue string) (*QueueMetrics, error) {
-	u := c.endpoint("/metrics/queue", url.Values{"name": {queue}}.Encode())
-	var m *QueueMetrics
-	poll, err := c.get(ctx, u, func(b []byte) (string, error) {
-		var err error
-		if m, err = DecodeQueueMetrics(b); err != nil {
+	m := &QueueMetrics{}
+	n, poll, err := c.get(ctx, "/metrics/queue", url.Values{"name": {queue}}.Encode(), func(b []byte) (string, error) {
+		d, err := DecodeQueueMetrics(b)
+		if err != nil {
 			return "", err
 		}
+		m = d
 		return m.Organization, nil
 	})
 	if err != nil {
-		return nil, err
+		return &QueueMetrics{Queue: queue, Requests: n}, err
 	}
-	m.Queue = queue
-	m.PollDuration = poll
+	m.Queue, m.Requests, m.PollDuration = queue, n, poll
 	return m, nil
+}
+
+func (c *Client) observe(_ string, code int) {
+	if c.observer == nil {
+		return
+	}
+	org := c.Organization()
+	if org == "" {
+		org = c.name
+	}
+	c.observer.ObserveRequest(org, code)
+}
+
+// get sends one GET and hands a bounded 200 body to decode, which returns
+// the answer's organization. It returns the requests sent and the answer's
+// Poll-Duration (0 when absent or invalid).
+func (c *Client) get(ctx context.Context, path, query string, decode func([]byte) (string, error)) (int, time.Duration, error) {
+	u, err := c.req.Endpoint(path, query)
+	if err != nil {
+		return 0, 0, err
+	}
+	var poll time.Duration
+	n, err := c.req.Do(ctx, httpapi.Request{Method: http.MethodGet, URL: u}, func(resp *httpapi.Response) error {
+		poll = ParsePollDuration(resp.Header.Get(PollDurationHeader))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%w: HTTP %d, want 200", client.ErrMalformed, resp.StatusCode)
+		}
+		org, err := decode(resp.Body)
+		if err == nil {
+			c.remember(org)
+		}
+		return err
+	})
+	var ae *httpapi.APIError
+	if errors.As(err, &ae) {
+		return n, 0, newError(ae)
+	}
+	return n, poll, err
 }
 
 func (c *Client) remember(org string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.org = org
-}
-
-func (c *Client) endpoint(path, query string) *url.URL {
-	u := *c.base
-	u.Path += path
-	if u.RawPath != "" {
-		u.RawPath += path
-	}
-	u.RawQuery = query
-	return &u
-}
-
-func (c *Client) observe(code int) {
-	if c.observer != nil {
-		c.observer.ObserveRequest(c.Organization(), code)
-	}
-}
-
-// get sends one request and hands a bounded 200 body to decode, which
-// returns the answer's organization. It returns the Poll-Duration of the
-// answer (0 when absent or invalid).
-func (c *Client) get(ctx context.Context, u *url.URL, decode func([]byte) (string, error)) (time.Duration, error) {
-	path := u.EscapedPath()
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("GET %s: %w", path, err)
-	}
-	tok, err := c.token.Token()
-	if err != nil {
-		return 0, fmt.Errorf("agent token: %w", err)
-	}
-	if err := safety.CheckToken(tok); err != nil {
-		return 0, fmt.Errorf("agent token: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return 0, fmt.Errorf("GET %s: %w", path, safety.SanitizeTransportError(err, tok))
-	}
-	req.Header.Set("Authorization", "Token "+tok)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.observe(0)
-		return 0, safety.SanitizeTransportError(err, tok)
-	}
-	defer safety.DrainClose(resp.Body, maxDrainBytes)
-	poll := ParsePollDuration(resp.Header.Get(PollDurationHeader))
-
-	if resp.StatusCode != http.StatusOK {
-		c.observe(resp.StatusCode)
-		return poll, c.apiError(resp, path, tok, poll)
-	}
-	body, err := c.readBody(resp, path, tok)
-	if err == nil {
-		var org string
-		if org, err = decode(body); err != nil {
-			err = fmt.Errorf("GET %s: %w", path, err)
-		} else {
-			// Before observing, so that the very first good answer is
-			// counted under its organization.
-			c.remember(org)
-		}
-	}
-	c.observe(resp.StatusCode)
-	return poll, err
-}
-
-func (c *Client) readBody(resp *http.Response, path, tok string) ([]byte, error) {
-	if resp.ContentLength > c.maxBytes {
-		return nil, fmt.Errorf("%w: GET %s: response body of %d bytes exceeds the limit of %d",
-			client.ErrMalformed, path, resp.ContentLength, c.maxBytes)
-	}
-	if err := checkContentType(resp.Header.Get("Content-Type"), tok); err != nil {
-		return nil, fmt.Errorf("GET %s: %w", path, err)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: GET %s: reading the response body: %s",
-			client.ErrMalformed, path, safety.Redact(err.Error(), tok))
-	}
-	if int64(len(b)) > c.maxBytes {
-		return nil, fmt.Errorf("%w: GET %s: response body exceeds %d bytes", client.ErrMalformed, path, c.maxBytes)
-	}
-	return b, nil
-}
-
-// checkContentType accepts application/json with a UTF-8 (or no) charset.
-func checkContentType(ct, tok string) error {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err == nil && mt == "application/json" {
-		switch strings.ToLower(params["charset"]) {
-		case "", "utf-8", "utf8", "us-ascii":
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: content type %q, want application/json", client.ErrMalformed, safety.SanitizeMessage(ct, tok))
 }
 
 // ParsePollDuration reads the Buildkite-Agent-Metrics-Poll-Duration header:

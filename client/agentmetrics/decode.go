@@ -40,6 +40,7 @@ type Metrics struct {
 	// PollDuration is the answer's Buildkite-Agent-Metrics-Poll-Duration:
 	// poll no faster than this. 0 when the header was absent or invalid.
 	PollDuration time.Duration
+	Requests     int // HTTP requests sent for this answer
 }
 
 // QueueMetrics is the answer of GET /v3/metrics/queue?name=Q.
@@ -50,6 +51,7 @@ type QueueMetrics struct {
 	Agents       AgentCounts
 	Jobs         JobCounts
 	PollDuration time.Duration
+	Requests     int // HTTP requests sent for this answer
 }
 
 // The wire format. Counts are pointers so that a null is told from a 0 (both

@@ -361,6 +361,7 @@ func (f *Fake) listClusters(r *http.Request, rt route, resp *response) {
 	base := apiBase(r)
 	var all []object
 	f.mu.Lock()
+	origin := f.linkOrigin
 	if rt.kind == routeClusters {
 		for _, st := range f.sortedClustersLocked(rt.org) {
 			all = append(all, st.render(rt.org, base))
@@ -377,16 +378,17 @@ func (f *Fake) listClusters(r *http.Request, rt route, resp *response) {
 		}
 	}
 	f.mu.Unlock()
-	writePage(r, resp, all, page, perPage)
+	writePage(r, origin, resp, all, page, perPage)
 }
 
-// writePage answers with one page of list and its Link header.
-func writePage(r *http.Request, resp *response, list []object, page, perPage int) {
+// writePage answers with one page of list and its Link header, whose URLs
+// name origin when set.
+func writePage(r *http.Request, origin string, resp *response, list []object, page, perPage int) {
 	out := []object{}
 	if start := (page - 1) * perPage; start < len(list) {
 		out = list[start:min(start+perPage, len(list))]
 	}
-	if link := linkHeader(r, page, perPage, len(list)); link != "" {
+	if link := linkHeader(r, origin, page, perPage, len(list)); link != "" {
 		resp.header.Set("Link", link)
 	}
 	body, err := encodeList(out)

@@ -123,6 +123,8 @@ type Fake struct {
 	requests    []Request
 	clusters    map[string]map[string]*clusterState // org -> cluster ID -> cluster
 	noQueue     bool                                // SetReportServedQueue(false)
+	linkOrigin  string                              // scheme://host the Link headers name; "" for the request's
+	ignorePage  bool
 }
 
 // NewFake returns a fake with no organizations, tokens or limits, on the real clock.
@@ -312,6 +314,23 @@ func (f *Fake) SetUserRateLimit(limit int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.userLimit = limit
+}
+
+// SetLinkOrigin makes the Link headers of list pages name origin (scheme://host,
+// e.g. "https://api.buildkite.com") instead of the host the request came to, as
+// Buildkite's do behind a proxy. "" restores the default.
+func (f *Fake) SetLinkOrigin(origin string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.linkOrigin = origin
+}
+
+// SetIgnorePage makes list requests ignore the page parameter and answer page 1
+// (with page 1's Link header), as a caching proxy that drops the query would.
+func (f *Fake) SetIgnorePage(ignore bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ignorePage = ignore
 }
 
 // InjectFault adds a fault after those already injected; remove takes it out
@@ -751,7 +770,10 @@ func (f *Fake) list(r *http.Request, org string, resp *response) {
 	page, perPage := parsePage(q.Get("page")), parsePerPage(q.Get("per_page"))
 
 	f.mu.Lock()
-	hook := f.listHook
+	hook, origin := f.listHook, f.linkOrigin
+	if f.ignorePage {
+		page = 1
+	}
 	f.mu.Unlock()
 	if hook != nil {
 		hook(org, page)
@@ -808,7 +830,7 @@ func (f *Fake) list(r *http.Request, org string, resp *response) {
 	}
 	f.mu.Unlock()
 
-	if link := linkHeader(r, page, perPage, total); link != "" {
+	if link := linkHeader(r, origin, page, perPage, total); link != "" {
 		resp.header.Set("Link", link)
 	}
 	body, err := encodeList(out)
@@ -822,7 +844,8 @@ func (f *Fake) list(r *http.Request, org string, resp *response) {
 
 // linkHeader builds Buildkite's Link header: next and last unless on (or past) the
 // last page, prev and first unless on the first; none when one page holds all.
-func linkHeader(r *http.Request, page, perPage, total int) string {
+// The URLs name origin when set, else the request's own scheme and host.
+func linkHeader(r *http.Request, origin string, page, perPage, total int) string {
 	last := max(1, (total+perPage-1)/perPage)
 	if last == 1 {
 		return ""
@@ -830,6 +853,9 @@ func linkHeader(r *http.Request, page, perPage, total int) string {
 	u := url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
 	if r.TLS != nil {
 		u.Scheme = "https"
+	}
+	if o, err := url.Parse(origin); origin != "" && err == nil {
+		u.Scheme, u.Host = o.Scheme, o.Host
 	}
 	at := func(p int) string {
 		q := r.URL.Query()
