@@ -357,4 +357,3 @@ func checkSegment(what, s string) error {
 	}
 	return nil
 }
-

@@ -88,29 +88,37 @@ func (p *linkParser) linkValue() (target string, rels []string, err error) {
 		default:
 			return "", nil, p.errorf("expected ';' or ','")
 		}
-		p.skipSpace()
-		if p.eof() || p.peek() == ',' || p.peek() == ';' {
-			continue // an empty parameter, as in "<u>;; rel=next"
-		}
-		name := p.token()
-		if name == "" {
-			return "", nil, p.errorf("bad parameter name")
-		}
-		p.skipSpace()
-		var value string
-		if !p.eof() && p.peek() == '=' {
-			p.i++
-			p.skipSpace()
-			if value, err = p.value(); err != nil {
-				return "", nil, err
-			}
+		name, value, ok, err := p.param()
+		if err != nil {
+			return "", nil, err
 		}
 		// RFC 8288: occurrences of rel after the first are ignored.
-		if strings.EqualFold(name, "rel") && !relSeen {
+		if ok && strings.EqualFold(name, "rel") && !relSeen {
 			relSeen = true
 			rels = strings.Fields(strings.ToLower(value))
 		}
 	}
+}
+
+// param reads `name [= value]` after a ';'; ok is false for an empty
+// parameter, as in "<u>;; rel=next".
+func (p *linkParser) param() (name, value string, ok bool, err error) {
+	p.skipSpace()
+	if p.eof() || p.peek() == ',' || p.peek() == ';' {
+		return "", "", false, nil
+	}
+	if name = p.token(); name == "" {
+		return "", "", false, p.errorf("bad parameter name")
+	}
+	p.skipSpace()
+	if !p.eof() && p.peek() == '=' {
+		p.i++
+		p.skipSpace()
+		if value, err = p.value(); err != nil {
+			return "", "", false, err
+		}
+	}
+	return name, value, true, nil
 }
 
 // token reads a bare word: anything up to white space or a delimiter.

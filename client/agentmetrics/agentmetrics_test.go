@@ -3,6 +3,7 @@ package agentmetrics_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -223,5 +224,33 @@ func TestDecodeMetrics(t *testing.T) {
 		if _, err := agentmetrics.DecodeMetrics([]byte(bad)); !errors.Is(err, client.ErrMalformed) {
 			t.Errorf("%s: %v, want ErrMalformed", bad, err)
 		}
+	}
+}
+
+// TestNameUntilOrganizationKnownAndRequests: requests before any answer
+// named the organization are observed under Config.Name, later ones under
+// the organization; every result says how many requests it made.
+func TestNameUntilOrganizationKnownAndRequests(t *testing.T) {
+	fake := buildkitetest.NewServer()
+	t.Cleanup(fake.Close)
+	obs := &observed{}
+	c, err := agentmetrics.New(agentmetrics.Config{BaseURL: fake.AgentURL, Token: client.StaticToken(agentToken), Observer: obs, Name: "linux-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Metrics(context.Background())
+	if err == nil || m == nil || m.Requests != 1 {
+		t.Fatalf("unknown token: %+v, %v", m, err)
+	}
+	fake.AddAgentToken(agentToken, "acme", "linux")
+	if m, err = c.Metrics(context.Background()); err != nil || m.Requests != 1 {
+		t.Fatalf("%+v, %v", m, err)
+	}
+	if q, err := c.QueueMetrics(context.Background(), "build"); err != nil || q.Requests != 1 {
+		t.Fatalf("%+v, %v", q, err)
+	}
+	want := "[linux-token Unauthorized acme OK acme OK]"
+	if got := fmt.Sprint(obs.calls); got != want {
+		t.Fatalf("observer heard %s, want %s", got, want)
 	}
 }
