@@ -184,7 +184,9 @@ func TestQueueMetricsErrors(t *testing.T) {
 		{"forbidden", func(s *buildkitetest.Server) {
 			s.InjectFault(buildkitetest.Fault{Status: 403, Body: `{"errors":[{"message":"no GraphQL access"}]}`})
 		}, "acme", testToken, client.ErrForbidden, "HTTP 403"},
-		{"server error", func(s *buildkitetest.Server) { s.InjectFault(buildkitetest.Fault{Status: 502, Body: "<html>bad gateway</html>"}) },
+		{"server error", func(s *buildkitetest.Server) {
+			s.InjectFault(buildkitetest.Fault{Status: 502, Body: "<html>bad gateway</html>"})
+		},
 			"acme", testToken, client.ErrServer, "<html>bad gateway</html>"},
 		{"malformed", func(s *buildkitetest.Server) { s.InjectFault(buildkitetest.Fault{Malformed: true}) }, "acme", testToken, client.ErrMalformed, "invalid JSON"},
 		{"content type", func(s *buildkitetest.Server) { s.InjectFault(buildkitetest.Fault{ContentType: "text/html"}) }, "acme", testToken, client.ErrMalformed, "content type"},
