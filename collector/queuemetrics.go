@@ -17,14 +17,6 @@ import (
 	"github.com/buildkite-exporter/buildkite_exporter/client/graphql"
 )
 
-// Metric families of the queue metrics collector.
-const (
-	nameQueueWaitTime     = "buildkite_queue_wait_time_seconds"
-	nameQueueFinishedJobs = "buildkite_queue_finished_jobs"
-	nameQueueMetricsTime  = "buildkite_queue_metrics_timestamp_seconds"
-	nameQueueMetricsUp    = "buildkite_queue_metrics_up"
-)
-
 // Help of the rate-limit families, shared by every collector that emits
 // them (the registry requires one help text per family).
 const (
