@@ -133,12 +133,17 @@ func (f *Fake) SetAgentMetricsPollDuration(seconds int) {
 	f.agentStateLocked().pollSeconds = seconds
 }
 
-// Handler serves the REST API under /v2 and the Agent Metrics API under /v3.
+// Handler serves the REST API under /v2, the Agent Metrics API under /v3
+// and the GraphQL API at /graphql (see graphql.go).
 // (The Fake itself, as an http.Handler, serves only the REST API.)
 func (f *Fake) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v3" || strings.HasPrefix(r.URL.Path, "/v3/") {
 			f.serveAgentAPI(w, r)
+			return
+		}
+		if r.URL.Path == "/graphql" {
+			f.serveGraphQL(w, r)
 			return
 		}
 		f.ServeHTTP(w, r)

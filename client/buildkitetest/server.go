@@ -18,6 +18,9 @@ type Server struct {
 	// server's root + "/v3".
 	AgentURL string
 
+	// GraphQLURL is the GraphQL endpoint: the server's root + "/graphql".
+	GraphQLURL string
+
 	// HTTPServer is the underlying server, e.g. for its TLS certificate.
 	HTTPServer *httptest.Server
 
@@ -43,7 +46,7 @@ func newServer(tls bool) *Server {
 	} else {
 		hs.Start()
 	}
-	return &Server{Fake: f, URL: hs.URL + "/v2", AgentURL: hs.URL + "/v3", HTTPServer: hs, cancel: cancel}
+	return &Server{Fake: f, URL: hs.URL + "/v2", AgentURL: hs.URL + "/v3", GraphQLURL: hs.URL + "/graphql", HTTPServer: hs, cancel: cancel}
 }
 
 // Client returns an http.Client configured for the server (trusting its TLS

@@ -1,0 +1,198 @@
+package graphql
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
+)
+
+// ErrQuery is wrapped by a *QueryError: Buildkite answered 200 with an
+// errors array (an unknown organization, a token without GraphQL access, a
+// query it refused, ...).
+var ErrQuery = errors.New("GraphQL query failed")
+
+// A 429 closes its budget for the reset seconds its headers name, kept
+// within these bounds. GraphQL budgets are five-minute windows.
+const (
+	defaultRateLimitReset = 300
+	minRateLimitReset     = 1
+	maxRateLimitReset     = 3600
+	maxQueryMessages      = 3
+)
+
+// QueryError is a 200 answer whose errors array was not empty.
+type QueryError struct {
+	Org       string
+	Operation string   // QueueMetrics or ClusterQueues
+	Messages  []string // the first few messages, sanitized and shortened
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("%s: GraphQL %s for organization %q: %s", ErrQuery, e.Operation, e.Org, strings.Join(e.Messages, "; "))
+}
+
+// Unwrap returns ErrQuery.
+func (e *QueryError) Unwrap() error { return ErrQuery }
+
+// HTTPError is an answer other than 200 and 429. It wraps exactly one of
+// client's sentinels: ErrUnauthorized (401), ErrForbidden (403), ErrNotFound
+// (404), ErrServer (5xx), ErrRejected (other 4xx) or ErrMalformed (anything
+// else).
+type HTTPError struct {
+	StatusCode int
+	Message    string // the first error message of the body, sanitized and shortened
+	kind       error
+}
+
+func (e *HTTPError) Error() string {
+	msg := fmt.Sprintf("POST GraphQL: HTTP %d: %v", e.StatusCode, e.kind)
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Unwrap returns the client sentinel.
+func (e *HTTPError) Unwrap() error { return e.kind }
+
+// RateLimitError says that a GraphQL complexity budget is spent: Buildkite
+// answered 429 (Sent), or the client refused to send a request inside the
+// window of an earlier 429.
+type RateLimitError struct {
+	Org     string
+	Scope   string    // ScopeGraphQL (this organization) or ScopeGraphQLUser (every organization of the token)
+	ResetAt time.Time // no request under this budget before then
+	Sent    bool
+	Message string
+}
+
+func (e *RateLimitError) Error() string {
+	what := "GraphQL rate limited"
+	if e.Sent {
+		what = "GraphQL rate limited by Buildkite"
+	}
+	msg := fmt.Sprintf("%s for organization %q (scope %s) until %s", what, e.Org, e.Scope, e.ResetAt.UTC().Format(time.RFC3339))
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	return msg
+}
+
+// Unwrap returns client.ErrRateLimited.
+func (e *RateLimitError) Unwrap() error { return client.ErrRateLimited }
+
+// errorBody is the shape of GraphQL error answers (and, in case a proxy
+// answers, of REST ones).
+type errorBody struct {
+	Errors []struct {
+		Message string `json:"message"`
+	} `json:"errors"`
+	Message string `json:"message"`
+}
+
+// errorMessages returns the first few messages of a bounded body,
+// sanitized; a body that is not JSON (a proxy's HTML page) is one message.
+func errorMessages(b []byte, tok string) []string {
+	if len(b) > maxErrorBodyBytes {
+		b = b[:maxErrorBodyBytes]
+	}
+	var eb errorBody
+	if err := json.Unmarshal(b, &eb); err != nil {
+		return []string{safety.SanitizeMessage(string(b), tok)}
+	}
+	var out []string
+	for _, e := range eb.Errors {
+		if len(out) == maxQueryMessages {
+			break
+		}
+		out = append(out, safety.SanitizeMessage(e.Message, tok))
+	}
+	if len(out) == 0 && eb.Message != "" {
+		out = append(out, safety.SanitizeMessage(eb.Message, tok))
+	}
+	return out
+}
+
+// queryErrors returns the first few messages of a 200 answer's errors
+// array, sanitized; none when it has no such array (or is no JSON object,
+// which decoding reports).
+func queryErrors(b []byte, tok string) []string {
+	var eb errorBody
+	if json.Unmarshal(b, &eb) != nil || len(eb.Errors) == 0 {
+		return nil
+	}
+	var out []string
+	for _, e := range eb.Errors[:min(len(eb.Errors), maxQueryMessages)] {
+		msg := safety.SanitizeMessage(e.Message, tok)
+		if msg == "" {
+			msg = "(no message)"
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+// statusError maps an answer other than 200 to a typed error. now is when
+// the answer arrived.
+func statusError(org string, code int, h http.Header, body []byte, tok string, now time.Time) error {
+	msgs := errorMessages(body, tok)
+	msg := strings.Join(msgs, "; ")
+	if code == http.StatusTooManyRequests {
+		return rateLimitError(org, h, msg, now)
+	}
+	e := &HTTPError{StatusCode: code, Message: msg}
+	switch {
+	case code == http.StatusUnauthorized:
+		e.kind = client.ErrUnauthorized
+	case code == http.StatusForbidden:
+		e.kind = client.ErrForbidden
+	case code == http.StatusNotFound:
+		e.kind = client.ErrNotFound
+	case code >= 500:
+		e.kind = client.ErrServer
+	case code >= 400:
+		e.kind = client.ErrRejected
+	default: // 1xx, another 2xx, an unfollowed 3xx
+		e.kind = client.ErrMalformed
+	}
+	return e
+}
+
+// rateLimitError reads which budget a 429 spent: the user's when its
+// remaining points are spent, else the organization's.
+func rateLimitError(org string, h http.Header, msg string, now time.Time) *RateLimitError {
+	scope, prefix := ScopeGraphQL, "RateLimit-"
+	if n, err := strconv.Atoi(strings.TrimSpace(h.Get("RateLimit-User-Remaining"))); err == nil && n <= 0 {
+		scope, prefix = ScopeGraphQLUser, "RateLimit-User-"
+	}
+	reset := defaultRateLimitReset
+	if f, err := strconv.ParseFloat(strings.TrimSpace(h.Get(prefix+"Reset")), 64); err == nil && !math.IsNaN(f) {
+		reset = int(math.Ceil(min(max(f, -1), maxRateLimitReset)))
+	}
+	reset = min(max(reset, minRateLimitReset), maxRateLimitReset)
+	return &RateLimitError{Org: org, Scope: scope, ResetAt: now.Add(time.Duration(reset) * time.Second), Sent: true, Message: msg}
+}
+
+// parseRateLimit reads one budget's headers (prefix "RateLimit-" or
+// "RateLimit-User-"); false when none of them is present and numeric.
+func parseRateLimit(h http.Header, prefix string, now time.Time) (client.RateLimit, bool) {
+	rl := client.RateLimit{ObservedAt: now}
+	found := false
+	for _, f := range [...]struct {
+		name string
+		dst  *int
+	}{{"Limit", &rl.Limit}, {"Remaining", &rl.Remaining}, {"Reset", &rl.Reset}} {
+		if n, err := strconv.Atoi(strings.TrimSpace(h.Get(prefix + f.name))); err == nil {
+			*f.dst, found = n, true
+		}
+	}
+	return rl, found
+}

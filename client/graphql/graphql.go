@@ -1,0 +1,253 @@
+// Package graphql is a client for the part of Buildkite's GraphQL API that
+// the exporter uses: the advanced queue metrics (wait times and finished
+// jobs of the latest time bucket) of every cluster queue of an organization.
+//
+// It speaks HTTP and knows nothing of Prometheus. Errors wrap the sentinels
+// of package client (client.ErrUnauthorized, ...) or ErrQuery, so callers
+// test them with errors.Is. The token is sent only to the configured scheme,
+// host and port, as "Authorization: Bearer ...", and never appears in an
+// error.
+package graphql
+
+import (
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
+)
+
+// DefaultURL is Buildkite's GraphQL endpoint.
+const DefaultURL = "https://graphql.buildkite.com/v1"
+
+// Rate-limit scopes of the GraphQL budgets, in complexity points.
+const (
+	ScopeGraphQL     = "graphql"      // the organization's budget (RateLimit-*)
+	ScopeGraphQLUser = "graphql_user" // the token user's budget (RateLimit-User-*), shared by all organizations
+)
+
+// Page sizes. MaxPageSize bounds every connection, so that one request never
+// asks for more than Complexity(MaxPageSize, MaxPageSize) = 30,404 points,
+// well under Buildkite's 50,000 per query.
+const (
+	MaxPageSize             = 100
+	initialClusterPageSize  = 10
+	initialQueuePageSize    = 20
+	defaultMaxRequests      = 200
+	defaultMaxResponseBytes = 8 << 20
+	defaultUserAgent        = "buildkite_exporter"
+	maxErrorBodyBytes       = 64 << 10
+	maxDrainBytes           = 256 << 10
+)
+
+//go:embed queue_metrics.graphql
+var document string
+
+// Document is the GraphQL document the client sends (both operations).
+func Document() string { return document }
+
+// Config configures a Client. Zero values mean the defaults.
+type Config struct {
+	// URL is the GraphQL endpoint, default DefaultURL. It must be http or
+	// https with a host and no credentials, query or fragment.
+	URL string
+	// Token supplies the API token; required. It is asked for before every
+	// request, so it may rotate. It needs GraphQL access.
+	Token client.TokenSource
+	// HTTPClient, default one with transport timeouts. Whatever it is, the
+	// client refuses redirects to another scheme, host or port.
+	HTTPClient *http.Client
+	// MaxResponseBytes caps a response body; default 8 MiB.
+	MaxResponseBytes int64
+	// MaxRequests caps the requests of one poll (pages of clusters and of
+	// queues); default 200. A poll that needs more fails.
+	MaxRequests int
+	// Observer hears of every HTTP request, with the organization it was
+	// for. May be nil.
+	Observer client.Observer
+	// Now is the clock for rate-limit bookkeeping; default time.Now.
+	Now func() time.Time
+	// UserAgent is sent with every request; default "buildkite_exporter".
+	UserAgent string
+}
+
+// Client asks Buildkite's GraphQL API for queue metrics. It is safe for
+// concurrent use.
+type Client struct {
+	url         *url.URL
+	token       client.TokenSource
+	http        *http.Client
+	maxBytes    int64
+	maxRequests int
+	observer    client.Observer
+	now         func() time.Time
+	userAgent   string
+
+	mu   sync.Mutex
+	orgs map[string]*orgState
+	user budget // the token user's, shared by every organization
+}
+
+// orgState is what the client remembers of one organization.
+type orgState struct {
+	budget
+	sizes pageSizes // from the latest good poll
+}
+
+// budget is what the client knows of one complexity budget.
+type budget struct {
+	last         client.RateLimit
+	known        bool
+	blockedUntil time.Time // after a 429
+}
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.Token == nil {
+		return nil, errors.New("graphql: Config.Token is required")
+	}
+	raw := cfg.URL
+	if raw == "" {
+		raw = DefaultURL
+	}
+	u, err := safety.ParseBaseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("graphql: %w", err)
+	}
+	c := &Client{
+		url: u, token: cfg.Token, maxBytes: cfg.MaxResponseBytes, maxRequests: cfg.MaxRequests,
+		observer: cfg.Observer, now: cfg.Now, userAgent: cfg.UserAgent, orgs: map[string]*orgState{},
+	}
+	switch {
+	case c.maxBytes < 0:
+		return nil, errors.New("graphql: Config.MaxResponseBytes must not be negative")
+	case c.maxBytes == 0:
+		c.maxBytes = defaultMaxResponseBytes
+	}
+	switch {
+	case c.maxRequests < 0:
+		return nil, errors.New("graphql: Config.MaxRequests must not be negative")
+	case c.maxRequests == 0:
+		c.maxRequests = defaultMaxRequests
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.userAgent == "" {
+		c.userAgent = defaultUserAgent
+	}
+	var hc http.Client
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient // a copy: the caller's keeps its redirect policy
+	} else {
+		hc = http.Client{Transport: safety.NewTransport(&http.Transport{Proxy: http.ProxyFromEnvironment}), Timeout: time.Minute}
+	}
+	hc.CheckRedirect = safety.RedirectPolicy(c.url, hc.CheckRedirect, 3, errForeignRedirect)
+	c.http = &hc
+	return c, nil
+}
+
+var errForeignRedirect = fmt.Errorf("%w: redirect to another host refused", client.ErrUnsafeLink)
+
+// RateLimits are the two GraphQL budgets that apply to requests for one
+// organization, in complexity points, each from the latest response that
+// carried its headers.
+type RateLimits struct {
+	GraphQL        client.RateLimit // the organization's (scope graphql)
+	GraphQLUser    client.RateLimit // the token user's (scope graphql_user)
+	HasGraphQL     bool             // false until a response for the organization carried RateLimit-*
+	HasGraphQLUser bool             // false until a response carried RateLimit-User-*
+}
+
+// RateLimits returns both GraphQL budgets for requests to org.
+func (c *Client) RateLimits(org string) RateLimits {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rl := RateLimits{GraphQLUser: c.user.last, HasGraphQLUser: c.user.known}
+	if st := c.orgs[org]; st != nil {
+		rl.GraphQL, rl.HasGraphQL = st.last, st.known
+	}
+	return rl
+}
+
+// stateLocked returns org's state, creating it; c.mu must be held.
+func (c *Client) stateLocked(org string) *orgState {
+	st := c.orgs[org]
+	if st == nil {
+		st = &orgState{}
+		c.orgs[org] = st
+	}
+	return st
+}
+
+// gate refuses a request for org while a 429 window is in force.
+func (c *Client) gate(org string) error {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := &RateLimitError{Org: org}
+	if st := c.orgs[org]; st != nil && now.Before(st.blockedUntil) {
+		e.Scope, e.ResetAt = ScopeGraphQL, st.blockedUntil
+	}
+	if now.Before(c.user.blockedUntil) && c.user.blockedUntil.After(e.ResetAt) {
+		e.Scope, e.ResetAt = ScopeGraphQLUser, c.user.blockedUntil
+	}
+	if e.Scope == "" {
+		return nil
+	}
+	return e
+}
+
+// recordHeaders keeps the rate-limit headers of an answer for org and,
+// for a 429, closes the budget it names until its reset.
+func (c *Client) recordHeaders(org string, h http.Header, rateLimited *RateLimitError) {
+	now := c.now()
+	orgRL, hasOrg := parseRateLimit(h, "RateLimit-", now)
+	userRL, hasUser := parseRateLimit(h, "RateLimit-User-", now)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.stateLocked(org)
+	if hasOrg {
+		st.last, st.known = orgRL, true
+	}
+	if hasUser {
+		c.user.last, c.user.known = userRL, true
+	}
+	if rateLimited == nil {
+		return
+	}
+	b := &st.budget
+	if rateLimited.Scope == ScopeGraphQLUser {
+		b = &c.user
+	}
+	if rateLimited.ResetAt.After(b.blockedUntil) {
+		b.blockedUntil = rateLimited.ResetAt
+	}
+}
+
+func (c *Client) observe(org string, code int) {
+	if c.observer != nil {
+		c.observer.ObserveRequest(org, code)
+	}
+}
+
+// request is the JSON body of one GraphQL request.
+type request struct {
+	Query         string         `json:"query"`
+	OperationName string         `json:"operationName"`
+	Variables     map[string]any `json:"variables"`
+}
+
+func encodeRequest(operation string, vars map[string]any) []byte {
+	b, err := json.Marshal(request{Query: document, OperationName: operation, Variables: vars})
+	if err != nil {
+		panic(err) // strings and ints only: cannot fail
+	}
+	return b
+}
