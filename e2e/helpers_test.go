@@ -2,9 +2,10 @@
 
 // Package e2e runs the real binaries: the exporter against the fake
 // Buildkite API (client/buildkitetest/cmd/buildkite-fake), driven over HTTP
-// and, for the status page, from headless Chromium.
+// and, for the status page, from headless Chromium. It is the root package
+// of the checks module in e2e/ (make e2e):
 //
-//	go test -tags e2e -count=1 ./e2e/
+//	cd e2e && go test -tags e2e -count=1 .
 //
 // Every process a test starts is killed in t.Cleanup, and every wait is
 // bounded.

@@ -1,6 +1,12 @@
-// The tests run promtool (from $PROMTOOL, else PATH) and fail when it is
-// missing: `make unit-test` installs a pinned promtool into .tools/.
-
+// Package alerts checks the Prometheus recording and alerting rules in the
+// exporter's alerts/ directory (buildkite.rules.yml, buildkite.alerts.yml,
+// RUNBOOK.md, tests/*.test.yml). It lives in the e2e module because it
+// needs Prometheus' PromQL parser, which the exporter itself does not.
+//
+// The tests run `promtool check rules` and `promtool test rules` (promtool
+// from $PROMTOOL, else PATH) and fail when it is missing: `make unit-test`
+// installs a pinned promtool into .tools/. They also check the rules'
+// metadata, runbook anchors, test coverage and metric names.
 package alerts
 
 import (
@@ -20,6 +26,20 @@ import (
 
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
 )
+
+// rulesDir is the directory under test, relative to this package.
+const rulesDir = "../../alerts"
+
+// TestMain runs the tests in rulesDir, so that file names in the tests and in
+// their messages are those of alerts/ (promtool resolves a test file's
+// rule_files relative to the test file).
+func TestMain(m *testing.M) {
+	if err := os.Chdir(rulesDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 const runbookBase = "https://github.com/buildkite-exporter/buildkite_exporter/blob/main/alerts/RUNBOOK.md#"
 
@@ -52,6 +72,7 @@ type rule struct {
 type testFile struct {
 	RuleFiles          []string    `yaml:"rule_files"`
 	EvaluationInterval string      `yaml:"evaluation_interval"`
+	GroupEvalOrder     []string    `yaml:"group_eval_order"`
 	Tests              []testGroup `yaml:"tests"`
 }
 
@@ -200,6 +221,29 @@ func TestPromtoolCheckRules(t *testing.T) {
 
 func TestPromtoolTestRules(t *testing.T) {
 	runPromtool(t, append([]string{"test", "rules"}, testFiles(t)...)...)
+}
+
+// promtool evaluates the rule groups of a test file in a random order, unless
+// group_eval_order lists them (a group left out sorts as the first one, so
+// each must be listed). Every test file evaluates the recording rules first,
+// so alerts at the same timestamp see fresh values, then the alert groups in
+// file order.
+func TestGroupEvalOrder(t *testing.T) {
+	var want []string
+	for _, f := range slices.Concat(recordingRuleFiles, alertingRuleFiles) {
+		var rf ruleFile
+		decodeStrict(t, f, &rf)
+		for _, g := range rf.Groups {
+			want = append(want, g.Name)
+		}
+	}
+	for _, f := range testFiles(t) {
+		var tf testFile
+		decodeStrict(t, f, &tf)
+		if !slices.Equal(tf.GroupEvalOrder, want) {
+			t.Errorf("%s: group_eval_order = %v, want %v", f, tf.GroupEvalOrder, want)
+		}
+	}
 }
 
 var severities = []string{"critical", "warning", "info"}

@@ -1,3 +1,8 @@
+// Package dashboards checks the Grafana dashboards in the exporter's
+// dashboards/ directory (buildkite-fleet.json, buildkite-exporter.json,
+// README.md): it validates the JSON strictly with the Grafana foundation SDK
+// and checks every query with Prometheus' PromQL parser. It lives in the e2e
+// module because the exporter itself needs neither.
 package dashboards
 
 import (
@@ -25,6 +30,19 @@ import (
 
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
 )
+
+// dashboardsDir is the directory under test, relative to this package.
+const dashboardsDir = "../../dashboards"
+
+// TestMain runs the tests in dashboardsDir, so that file names in the tests
+// and in their messages are those of dashboards/.
+func TestMain(m *testing.M) {
+	if err := os.Chdir(dashboardsDir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
 
 // Panel types the dashboards may use: exactly those whose options and
 // field config the foundation SDK validates strictly below.
