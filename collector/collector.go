@@ -37,6 +37,9 @@ type Config struct {
 	Queues           []string      // always zero-filled
 	QueueRetention   time.Duration // how long a queue seen once stays known
 	AgentRetention   time.Duration // how long a departed agent is exposed
+	// MaxDepartedAgents bounds the departed agents kept (the oldest are
+	// dropped first), whatever the churn; 0 means DefaultMaxDepartedAgents.
+	MaxDepartedAgents int
 	DepartureLookups int           // Get calls per scrape to learn why agents left
 	Tags             []string      // meta_data keys counted in buildkite_agents_by_tag
 	MinInterval      time.Duration // serve results younger than this from memory

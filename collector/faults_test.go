@@ -667,6 +667,53 @@ func TestFaultsTolerated(t *testing.T) {
 					t.Errorf("empty queue and queue= tag: not in default: %v", got)
 				}
 			}},
+		{"timestamps out of range", buildkitetest.Agent{Extra: map[string]any{
+			// Older than a time.Duration reaches (292 years), year -1 and
+			// year 10000 once in UTC, and a job from the far future.
+			"created_at": "1601-01-01T00:00:00Z", "connected_at": "0000-01-01T00:00:00+01:00",
+			"last_job_finished_at": "9999-12-31T23:59:59-01:00", "job": map[string]any{"id": "j", "state": "running", "started_at": "2150-01-01T00:00:00Z"},
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			for _, absent := range []string{"buildkite_agent_created_timestamp_seconds", "buildkite_agent_connected_timestamp_seconds",
+				"buildkite_agent_last_job_finished_timestamp_seconds", "buildkite_agent_last_job_finished_age_seconds",
+				"buildkite_agent_job_started_timestamp_seconds"} {
+				if series(fams, absent) != 0 {
+					t.Errorf("%s from a timestamp out of range: %v", absent, sum(fams, absent))
+				}
+			}
+			if got := sum(fams, "buildkite_agents_busy", "queue", "q"); got != 1 {
+				t.Errorf("the agent's job still counts: busy = %v", got)
+			}
+		}},
+		{"timestamps at the edges of the range", buildkitetest.Agent{Extra: map[string]any{
+			"created_at": "2000-01-01T00:00:00Z", "last_job_finished_at": "2099-12-31T23:59:59Z",
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			if got := sum(fams, "buildkite_agent_created_timestamp_seconds"); got != 946684800 {
+				t.Errorf("created 2000-01-01 = %v, want kept", got)
+			}
+			if got := sum(fams, "buildkite_agent_last_job_finished_age_seconds"); got > -2e9 || got < -3e9 {
+				t.Errorf("age of a last job in 2099 = %v, want kept (negative, about 73 years)", got)
+			}
+		}},
+		{"label values longer than 1024 bytes", buildkitetest.Agent{Extra: map[string]any{
+			"name": strings.Repeat("n", 5000), "hostname": "h" + strings.Repeat("é", 3000),
+			"meta_data": []any{"size=" + strings.Repeat("x", 5000)}, "version": strings.Repeat("v", 2000),
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			for _, mf := range fams {
+				for _, m := range mf.GetMetric() {
+					for _, lp := range m.GetLabel() {
+						if len(lp.GetValue()) > 1024 {
+							t.Errorf("%s: label %s is %d bytes, want at most 1024", mf.GetName(), lp.GetName(), len(lp.GetValue()))
+						}
+					}
+				}
+			}
+			if got := sum(fams, "buildkite_agent_info", "name", strings.Repeat("n", 1024)); got != 1 {
+				t.Errorf("the name cut at 1024 bytes: %v", got)
+			}
+			if got := sum(fams, "buildkite_agent_info", "hostname", "h"+strings.Repeat("é", 511)); got != 1 {
+				t.Errorf("the hostname cut at the UTF-8 boundary before 1024 bytes (1023): %v", got)
+			}
+		}},
 		{"meta_data with nulls", buildkitetest.Agent{Extra: map[string]any{"queue": buildkitetest.Omit, "meta_data": []any{nil, "queue=q", nil}}},
 			func(t *testing.T, fams map[string]*dto.MetricFamily) {
 				if got := sum(fams, "buildkite_agents", "queue", "q"); got != 1 {

@@ -29,6 +29,10 @@ import (
 // tables list.
 const TopN = 10
 
+// DepartedShown is how many of the most recently departed agents the page
+// lists; the total is shown beside them.
+const DepartedShown = 100
+
 // RefreshSeconds is how often the HTML page reloads itself.
 const RefreshSeconds = 30
 
