@@ -60,7 +60,10 @@ func settledGoroutines(want int) int {
 // they share collections (singleflight), so the API sees a handful of
 // requests, and no goroutine outlives them.
 func TestConcurrentCollect100(t *testing.T) {
-	fe := newFaultEnv(t, nil)
+	// The collections the hanging API holds end at this bound, whatever
+	// the scrapes' deadlines.
+	const timeout = 2 * time.Second
+	fe := newFaultEnv(t, func(_ *client.Config, c *collector.Config) { c.Timeout = timeout })
 	fe.fleet(fleetSize)
 	drain(context.Background(), fe.exporter) // warm: connections open, memory filled
 	slow := fe.fake.InjectFault(buildkitetest.Fault{Delay: 100 * time.Millisecond})
@@ -102,7 +105,8 @@ func TestConcurrentCollect100(t *testing.T) {
 	}
 
 	// And when the API hangs past the scrapes' deadlines: they all answer
-	// by their deadline, and nothing is left waiting.
+	// by their deadline; the one collection they share ends at Timeout,
+	// and nothing is left behind.
 	slow()
 	fe.fake.InjectFault(buildkitetest.Fault{Delay: 30 * time.Second})
 	fe.clock.Advance(time.Minute)
@@ -124,6 +128,12 @@ func TestConcurrentCollect100(t *testing.T) {
 	}
 	if n := fe.requests() - requests; n > 1 {
 		t.Errorf("100 scrapes of a hanging API made %d requests, want 1 (page 1 hangs)", n)
+	}
+	// A scrape without a deadline of its own waits for the collection in
+	// progress (or one more), which fails at Timeout.
+	drain(context.Background(), fe.exporter)
+	if n := len(fe.logs.lines(msgFailed)); n != 1 {
+		t.Errorf("the shared collection logged %d failures by its end, want 1:\n%s", n, fe.logs.String())
 	}
 	if after := settledGoroutines(before + 5); after > before+5 {
 		t.Errorf("goroutines: %d before, %d after 100 scrapes of a hanging API", before, after)
