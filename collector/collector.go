@@ -16,7 +16,6 @@ import (
 
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
 )
@@ -34,18 +33,24 @@ type AgentAPI interface {
 // Config holds the collector's settings; the flags of the same names set
 // them.
 type Config struct {
-	Organizations    []string
-	AgentDetails     bool          // per-agent families
-	Queues           []string      // always zero-filled
-	QueueRetention   time.Duration // how long a queue seen once stays known
-	AgentRetention   time.Duration // how long a departed agent is exposed
-	DepartureLookups int           // Get calls per scrape to learn why agents left
-	Tags             []string      // meta_data keys counted in buildkite_agents_by_tag
-	MinInterval      time.Duration // serve results younger than this from memory
-	Timeout          time.Duration // bound on a collection when the scrape gives none
-	Now              func() time.Time
-	Logger           log.Logger
+	Organizations  []string
+	AgentDetails   bool          // per-agent families
+	Queues         []string      // always zero-filled
+	QueueRetention time.Duration // how long a queue seen once stays known
+	AgentRetention time.Duration // how long a departed agent is exposed
+	// MaxDepartedAgents bounds the departed agents kept (the oldest are
+	// dropped first), whatever the churn; 0 means DefaultMaxDepartedAgents.
+	MaxDepartedAgents int
+	DepartureLookups  int           // Get calls per scrape to learn why agents left
+	Tags              []string      // meta_data keys counted in buildkite_agents_by_tag
+	MinInterval       time.Duration // serve results younger than this from memory
+	Timeout           time.Duration // bound on every collection, whatever the scrapes' deadlines
+	Now               func() time.Time
+	Logger            log.Logger
 }
+
+// DefaultMaxDepartedAgents is Config.MaxDepartedAgents when not set.
+const DefaultMaxDepartedAgents = 10000
 
 // Exporter collects every configured organization; Scrape gives one scrape
 // of it, which WriteText writes.
@@ -55,7 +60,7 @@ type Exporter struct {
 	now    func() time.Time
 	logger log.Logger
 	orgs   []*orgMemory
-	flight singleflight.Group
+	flight flightGroup
 	descs  descs
 }
 
@@ -76,6 +81,9 @@ func New(api AgentAPI, cfg Config) (*Exporter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = log.NewNopLogger()
 	}
+	if cfg.MaxDepartedAgents <= 0 {
+		cfg.MaxDepartedAgents = DefaultMaxDepartedAgents
+	}
 	if cfg.DepartureLookups < 0 {
 		return nil, errors.New("collector: departure lookups must not be negative")
 	}
@@ -86,7 +94,7 @@ func New(api AgentAPI, cfg Config) (*Exporter, error) {
 			return nil, fmt.Errorf("collector: organization %q is empty or given twice", org)
 		}
 		seen[org] = true
-		e.orgs = append(e.orgs, newOrgMemory(org))
+		e.orgs = append(e.orgs, newOrgMemory(org, cfg.MaxDepartedAgents))
 	}
 	return e, nil
 }
@@ -120,15 +128,16 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 	if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
 		return s
 	}
-	s, ok := shared(ctx, &e.flight, m.org, e.cfg.Timeout, func(cctx context.Context) *Snapshot {
+	s, ok := shared(ctx, &e.flight, m.org, e.cfg.Timeout, e.logger, []any{"organization", m.org}, func(cctx context.Context) *Snapshot {
 		if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
 			return s
 		}
 		return e.collect(cctx, m)
 	})
 	if !ok {
-		// This scrape's own deadline passed while it waited for a
-		// collection started by another, longer scrape.
+		// This scrape's own deadline passed while it waited for the
+		// collection, which goes on; its failure is this scrape's only,
+		// never recorded nor served to others.
 		now := e.now()
 		s = &Snapshot{Organization: m.org, Start: now, End: now, Err: fmt.Errorf("waiting for a collection in progress: %w", ctx.Err())}
 		// A failed scrape still carries the health families and the

@@ -321,10 +321,12 @@ type faultCase struct {
 	log []string
 	// maxRequests bounds the API requests of one failing scrape.
 	maxRequests int
-	// deadline, when set, bounds each scrape (its context) instead of the
-	// collector's Timeout; the scrape must answer within it plus slack.
-	deadline time.Duration
-	mod      func(*client.Config, *collector.Config)
+	// timeout, when set, is the collector's Timeout (--buildkite.timeout).
+	// Each failing scrape gets a longer deadline of its own and must still
+	// answer within timeout plus slack: the exporter's own bound ends the
+	// collection, not the scrape's.
+	timeout time.Duration
+	mod     func(*client.Config, *collector.Config)
 }
 
 func status(code int, body string) func(fe *faultEnv) func() {
@@ -369,10 +371,10 @@ func faultCases() []faultCase {
 			fe.transport.CloseIdleConnections()
 			return func() { fe.refuse.Store(false) }
 		}, log: []string{"connection refused"}, maxRequests: 0},
-		{name: "slower than the scrape deadline", inject: fault(buildkitetest.Fault{Delay: 20 * time.Second}),
-			log: []string{"deadline exceeded"}, maxRequests: 1, deadline: 300 * time.Millisecond},
-		{name: "page 3 slower than the scrape deadline", inject: fault(buildkitetest.Fault{Match: page(3), Delay: 20 * time.Second}),
-			log: []string{"deadline exceeded"}, maxRequests: 3, deadline: 300 * time.Millisecond},
+		{name: "slower than --buildkite.timeout", inject: fault(buildkitetest.Fault{Delay: 20 * time.Second}),
+			log: []string{"deadline exceeded"}, maxRequests: 1, timeout: 300 * time.Millisecond},
+		{name: "page 3 slower than --buildkite.timeout", inject: fault(buildkitetest.Fault{Match: page(3), Delay: 20 * time.Second}),
+			log: []string{"deadline exceeded"}, maxRequests: 3, timeout: 300 * time.Millisecond},
 		{name: "malformed JSON", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), Malformed: true}),
 			log: []string{"malformed response"}, maxRequests: 1},
 		{name: "malformed JSON on page 2", inject: fault(buildkitetest.Fault{Match: page(2), Malformed: true}),
@@ -437,13 +439,20 @@ func faultCases() []faultCase {
 func TestFaultMatrix(t *testing.T) {
 	for _, tc := range faultCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			fe := newFaultEnv(t, tc.mod)
+			fe := newFaultEnv(t, func(c *client.Config, cfg *collector.Config) {
+				if tc.timeout > 0 {
+					cfg.Timeout = tc.timeout
+				}
+				if tc.mod != nil {
+					tc.mod(c, cfg)
+				}
+			})
 			fe.fleet(fleetSize)
 			scrape := func(faulty bool) (map[string]*dto.MetricFamily, time.Duration) {
 				ctx := context.Background()
-				if faulty && tc.deadline > 0 {
+				if faulty && tc.timeout > 0 {
 					var cancel context.CancelFunc
-					ctx, cancel = context.WithTimeout(ctx, tc.deadline)
+					ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 					defer cancel()
 				}
 				began := time.Now()
@@ -466,8 +475,8 @@ func TestFaultMatrix(t *testing.T) {
 				if n := fe.requests() - before; n > tc.maxRequests {
 					t.Errorf("scrape %d made %d API requests, want at most %d", i, n, tc.maxRequests)
 				}
-				if tc.deadline > 0 && took > tc.deadline+time.Second {
-					t.Errorf("scrape %d bound to %v took %v", i, tc.deadline, took)
+				if tc.timeout > 0 && took > tc.timeout+time.Second {
+					t.Errorf("scrape %d with a --buildkite.timeout of %v took %v", i, tc.timeout, took)
 				}
 			}
 			failed := fe.logs.lines(msgFailed)
@@ -484,12 +493,6 @@ func TestFaultMatrix(t *testing.T) {
 			}
 
 			clearFault()
-			if tc.deadline > 0 {
-				// The last bound scrape returned at its deadline; the shared
-				// collection it started ends just after. A scrape arriving
-				// meanwhile would join it and share its failure.
-				time.Sleep(500 * time.Millisecond)
-			}
 			fe.clock.Advance(time.Minute)
 			fams, _ = scrape(false)
 			checkUp(t, fams, fleetSize)
@@ -666,6 +669,53 @@ func TestFaultsTolerated(t *testing.T) {
 					t.Errorf("empty queue and queue= tag: not in default: %v", got)
 				}
 			}},
+		{"timestamps out of range", buildkitetest.Agent{Extra: map[string]any{
+			// Older than a time.Duration reaches (292 years), year -1 and
+			// year 10000 once in UTC, and a job from the far future.
+			"created_at": "1601-01-01T00:00:00Z", "connected_at": "0000-01-01T00:00:00+01:00",
+			"last_job_finished_at": "9999-12-31T23:59:59-01:00", "job": map[string]any{"id": "j", "state": "running", "started_at": "2150-01-01T00:00:00Z"},
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			for _, absent := range []string{"buildkite_agent_created_timestamp_seconds", "buildkite_agent_connected_timestamp_seconds",
+				"buildkite_agent_last_job_finished_timestamp_seconds", "buildkite_agent_last_job_finished_age_seconds",
+				"buildkite_agent_job_started_timestamp_seconds"} {
+				if series(fams, absent) != 0 {
+					t.Errorf("%s from a timestamp out of range: %v", absent, sum(fams, absent))
+				}
+			}
+			if got := sum(fams, "buildkite_agents_busy", "queue", "q"); got != 1 {
+				t.Errorf("the agent's job still counts: busy = %v", got)
+			}
+		}},
+		{"timestamps at the edges of the range", buildkitetest.Agent{Extra: map[string]any{
+			"created_at": "2000-01-01T00:00:00Z", "last_job_finished_at": "2099-12-31T23:59:59Z",
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			if got := sum(fams, "buildkite_agent_created_timestamp_seconds"); got != 946684800 {
+				t.Errorf("created 2000-01-01 = %v, want kept", got)
+			}
+			if got := sum(fams, "buildkite_agent_last_job_finished_age_seconds"); got > -2e9 || got < -3e9 {
+				t.Errorf("age of a last job in 2099 = %v, want kept (negative, about 73 years)", got)
+			}
+		}},
+		{"label values longer than 1024 bytes", buildkitetest.Agent{Extra: map[string]any{
+			"name": strings.Repeat("n", 5000), "hostname": "h" + strings.Repeat("é", 3000),
+			"meta_data": []any{"size=" + strings.Repeat("x", 5000)}, "version": strings.Repeat("v", 2000),
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			for _, mf := range fams {
+				for _, m := range mf.GetMetric() {
+					for _, lp := range m.GetLabel() {
+						if len(lp.GetValue()) > 1024 {
+							t.Errorf("%s: label %s is %d bytes, want at most 1024", mf.GetName(), lp.GetName(), len(lp.GetValue()))
+						}
+					}
+				}
+			}
+			if got := sum(fams, "buildkite_agent_info", "name", strings.Repeat("n", 1024)); got != 1 {
+				t.Errorf("the name cut at 1024 bytes: %v", got)
+			}
+			if got := sum(fams, "buildkite_agent_info", "hostname", "h"+strings.Repeat("é", 511)); got != 1 {
+				t.Errorf("the hostname cut at the UTF-8 boundary before 1024 bytes (1023): %v", got)
+			}
+		}},
 		{"meta_data with nulls", buildkitetest.Agent{Extra: map[string]any{"queue": buildkitetest.Omit, "meta_data": []any{nil, "queue=q", nil}}},
 			func(t *testing.T, fams map[string]*dto.MetricFamily) {
 				if got := sum(fams, "buildkite_agents", "queue", "q"); got != 1 {

@@ -16,7 +16,8 @@ const historySize = 10
 // Listings update it only when they succeed; its size is bounded by the
 // retention settings.
 type orgMemory struct {
-	org string
+	org         string
+	maxDeparted int // departed agents kept at most
 
 	mu     sync.Mutex
 	queues map[string]time.Time // queue -> last seen in a successful listing
@@ -49,12 +50,13 @@ type CollectionSummary struct {
 // RateLimitSummary is the rate-limit state a collection ended with.
 type RateLimitSummary struct{ Limit, Remaining, Reset int }
 
-func newOrgMemory(org string) *orgMemory {
+func newOrgMemory(org string, maxDeparted int) *orgMemory {
 	return &orgMemory{
-		org:        org,
-		queues:     map[string]time.Time{},
-		departed:   map[string]DepartedAgent{},
-		departures: map[departureKey]float64{},
+		org:         org,
+		maxDeparted: maxDeparted,
+		queues:      map[string]time.Time{},
+		departed:    map[string]DepartedAgent{},
+		departures:  map[departureKey]float64{},
 	}
 }
 
@@ -132,7 +134,8 @@ func (m *orgMemory) depart(d DepartedAgent) {
 }
 
 // expire forgets queues and departed agents not seen in a successful
-// listing within their retention. Configured queues never expire.
+// listing within their retention, and the oldest departed agents beyond
+// maxDeparted. Configured queues never expire.
 func (m *orgMemory) expire(now time.Time, queueRetention, agentRetention time.Duration, configured []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -150,6 +153,32 @@ func (m *orgMemory) expire(now time.Time, queueRetention, agentRetention time.Du
 		if now.Sub(d.LastSeen) > agentRetention {
 			delete(m.departed, id)
 		}
+	}
+	m.dropOldestDeparted()
+}
+
+// dropOldestDeparted keeps the newest maxDeparted departed agents: last
+// seen latest, then gone latest, then (of equal age) the highest IDs.
+func (m *orgMemory) dropOldestDeparted() {
+	excess := len(m.departed) - m.maxDeparted
+	if excess <= 0 {
+		return
+	}
+	all := make([]DepartedAgent, 0, len(m.departed))
+	for _, d := range m.departed {
+		all = append(all, d)
+	}
+	slices.SortFunc(all, func(a, b DepartedAgent) int {
+		if c := a.LastSeen.Compare(b.LastSeen); c != 0 {
+			return c
+		}
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	for _, d := range all[:excess] {
+		delete(m.departed, d.ID)
 	}
 }
 

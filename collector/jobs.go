@@ -12,7 +12,6 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client/agentmetrics"
 )
@@ -38,7 +37,7 @@ type JobsConfig struct {
 	// MinInterval serves answers younger than this from memory, on top of
 	// the Poll-Duration Buildkite asks for (--collector.min-interval).
 	MinInterval time.Duration
-	Timeout     time.Duration // bound on a poll when the scrape gives none
+	Timeout     time.Duration // bound on every poll, whatever the scrapes' deadlines
 	Now         func() time.Time
 	Logger      log.Logger
 }
@@ -49,7 +48,7 @@ type JobsConfig struct {
 type JobsExporter struct {
 	cfg     JobsConfig
 	sources []*jobsMemory
-	flight  singleflight.Group
+	flight  flightGroup
 	up      *prometheus.Desc
 	jobs    *prometheus.Desc
 }
@@ -60,7 +59,9 @@ type JobsSnapshot struct {
 	Organization string // of this answer, or the last good one on failure
 	Cluster      string
 	Start, End   time.Time
-	PollDuration time.Duration // Buildkite's minimum interval; 0 when not given
+	// PollDuration is Buildkite's minimum interval from a good answer,
+	// at most MaxPollDuration; 0 when not given and after a failed poll.
+	PollDuration time.Duration
 	Err          error
 
 	// Queues is set only when Err is nil: every known queue, sorted,
@@ -80,7 +81,7 @@ type QueueJobs struct {
 // jobsMemory is what outlives a scrape for one agent token.
 type jobsMemory struct {
 	JobsSource
-	key string // for singleflight
+	key string // for the flight group
 
 	mu         sync.Mutex
 	queues     map[string]time.Time // queue -> last seen in a good answer
@@ -90,6 +91,13 @@ type jobsMemory struct {
 	org        string // of the last good answer
 	cluster    string
 }
+
+// MaxPollDuration caps how long a good answer's
+// Buildkite-Agent-Metrics-Poll-Duration keeps it served from memory, so a
+// garbled header cannot freeze the backlog series for long. A failed
+// answer's poll duration is not honoured at all: the next scrape polls
+// again (within JobsConfig.MinInterval, the failure is served).
+const MaxPollDuration = 5 * time.Minute
 
 // jobStates are the values of the state label, in exposition order.
 var jobStates = []string{"scheduled", "running", "waiting"}
@@ -135,15 +143,14 @@ func (e *JobsExporter) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect polls (or serves from memory) every agent token within
-// JobsConfig.Timeout.
+// JobsConfig.Timeout, the bound on every poll.
 func (e *JobsExporter) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
-	defer cancel()
-	e.emit(e.Collection(ctx), ch)
+	e.emit(e.Collection(context.Background()), ch)
 }
 
-// Bind returns a collector whose polls end at ctx's deadline, for a scrape
-// that said how long it waits.
+// Bind returns a collector that waits for polls until ctx's deadline, for
+// a scrape that said how long it waits. The poll itself is bounded by
+// JobsConfig.Timeout only.
 func (e *JobsExporter) Bind(ctx context.Context) prometheus.Collector {
 	return boundJobs{e: e, ctx: ctx}
 }
@@ -188,7 +195,7 @@ func (e *JobsExporter) snapshot(ctx context.Context, m *jobsMemory) *JobsSnapsho
 	if s := m.fresh(e.cfg.Now()); s != nil {
 		return s
 	}
-	s, ok := shared(ctx, &e.flight, m.key, e.cfg.Timeout, func(pctx context.Context) *JobsSnapshot {
+	s, ok := shared(ctx, &e.flight, m.key, e.cfg.Timeout, e.cfg.Logger, []any{"agent_token", m.Name}, func(pctx context.Context) *JobsSnapshot {
 		if s := m.fresh(e.cfg.Now()); s != nil {
 			return s
 		}
@@ -214,49 +221,11 @@ func (e *JobsExporter) poll(ctx context.Context, m *jobsMemory) *JobsSnapshot {
 	m.mu.Lock()
 	if err != nil {
 		s.Err = err
-		var ae *agentmetrics.Error
-		if errors.As(err, &ae) {
-			s.PollDuration = ae.PollDuration
-		}
 		s.Organization, s.Cluster = m.org, m.cluster
 	} else {
-		s.PollDuration = res.PollDuration
+		s.PollDuration = min(max(res.PollDuration, 0), MaxPollDuration)
 		s.Organization, s.Cluster = labelValue(res.Organization), labelValue(res.Cluster)
-		if m.org != "" && (m.org != s.Organization || m.cluster != s.Cluster) {
-			clear(m.queues) // the token now belongs elsewhere: its queues too
-		}
-		m.org, m.cluster = s.Organization, s.Cluster
-		counts := map[string]QueueJobs{}
-		for _, q := range res.Queues {
-			name := labelValue(q.Name)
-			m.queues[name] = s.End
-			c := counts[name]
-			c.Queue = name
-			c.Scheduled += q.Jobs.Scheduled
-			c.Running += q.Jobs.Running
-			c.Waiting += q.Jobs.Waiting
-			counts[name] = c
-		}
-		for q, seen := range m.queues {
-			if s.End.Sub(seen) > e.cfg.QueueRetention && !slices.Contains(e.cfg.Queues, q) {
-				delete(m.queues, q)
-			}
-		}
-		for _, q := range e.cfg.Queues {
-			if _, ok := counts[q]; !ok {
-				counts[q] = QueueJobs{Queue: q}
-			}
-		}
-		for q := range m.queues {
-			if _, ok := counts[q]; !ok {
-				counts[q] = QueueJobs{Queue: q}
-			}
-		}
-		s.Queues = make([]QueueJobs, 0, len(counts))
-		for _, c := range counts {
-			s.Queues = append(s.Queues, c)
-		}
-		sort.Slice(s.Queues, func(i, j int) bool { return s.Queues[i].Queue < s.Queues[j].Queue })
+		s.Queues = e.queueJobs(m, res, s)
 	}
 	m.latest = s
 	m.freshUntil = s.End.Add(max(s.PollDuration, e.cfg.MinInterval))
@@ -280,6 +249,47 @@ func (e *JobsExporter) poll(ctx context.Context, m *jobsMemory) *JobsSnapshot {
 		"organization", s.Organization, "buildkite_cluster", s.Cluster, "queues", len(s.Queues),
 		"poll_duration", s.PollDuration, "duration", s.End.Sub(s.Start), "err", s.Err)
 	return s
+}
+
+// queueJobs records a good answer's queues in m (its lock held) and
+// returns every known queue's jobs, sorted, zero-filled.
+func (e *JobsExporter) queueJobs(m *jobsMemory, res *agentmetrics.Metrics, s *JobsSnapshot) []QueueJobs {
+	if m.org != "" && (m.org != s.Organization || m.cluster != s.Cluster) {
+		clear(m.queues) // the token now belongs elsewhere: its queues too
+	}
+	m.org, m.cluster = s.Organization, s.Cluster
+	counts := map[string]QueueJobs{}
+	for _, q := range res.Queues {
+		name := labelValue(q.Name)
+		m.queues[name] = s.End
+		c := counts[name]
+		c.Queue = name
+		c.Scheduled += q.Jobs.Scheduled
+		c.Running += q.Jobs.Running
+		c.Waiting += q.Jobs.Waiting
+		counts[name] = c
+	}
+	for q, seen := range m.queues {
+		if s.End.Sub(seen) > e.cfg.QueueRetention && !slices.Contains(e.cfg.Queues, q) {
+			delete(m.queues, q)
+		}
+	}
+	for _, q := range e.cfg.Queues {
+		if _, ok := counts[q]; !ok {
+			counts[q] = QueueJobs{Queue: q}
+		}
+	}
+	for q := range m.queues {
+		if _, ok := counts[q]; !ok {
+			counts[q] = QueueJobs{Queue: q}
+		}
+	}
+	queues := make([]QueueJobs, 0, len(counts))
+	for _, c := range counts {
+		queues = append(queues, c)
+	}
+	sort.Slice(queues, func(i, j int) bool { return queues[i].Queue < queues[j].Queue })
+	return queues
 }
 
 // emit writes the snapshots as metrics. Two tokens of one cluster (a

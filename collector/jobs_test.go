@@ -2,7 +2,10 @@ package collector_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,5 +222,67 @@ func TestNewJobsExporterErrors(t *testing.T) {
 	}
 	if _, err := collector.NewJobsExporter([]collector.JobsSource{{Name: "x"}}, collector.JobsConfig{}); err == nil {
 		t.Error("a source without API accepted")
+	}
+}
+
+// A failed answer's Buildkite-Agent-Metrics-Poll-Duration is not honoured
+// (a 500 asking for an hour would keep buildkite_agent_metrics_up at 0 for
+// an hour after recovery), and a good answer's is capped at 5 minutes.
+func TestJobsPollDurationOfFailuresIgnoredAndCapped(t *testing.T) {
+	fake := buildkitetest.NewFake()
+	clock := buildkitetest.NewClock(epoch)
+	fake.SetClock(clock.Now)
+	linuxFleet(&buildkitetest.Server{Fake: fake})
+	var failing atomic.Bool
+	handler := fake.Handler()
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			w.Header().Set("Buildkite-Agent-Metrics-Poll-Duration", "3600")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"message":"Internal Server Error"}`))
+			return
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(server.Close)
+	api, err := agentmetrics.New(agentmetrics.Config{BaseURL: server.URL + "/v3", Token: client.StaticToken(linuxToken)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := collector.NewJobsExporter([]collector.JobsSource{{Name: "linux", API: api}},
+		collector.JobsConfig{QueueRetention: time.Hour, Timeout: 10 * time.Second, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := func() bool { return e.Collection(context.Background())[0].OK() }
+	if !up() {
+		t.Fatal("the first poll failed")
+	}
+	failing.Store(true)
+	clock.Advance(10 * time.Second)
+	if up() {
+		t.Fatal("a 500 reported up")
+	}
+	failing.Store(false)
+	clock.Advance(10 * time.Second)
+	if !up() {
+		t.Error("10 s after a failed poll that asked for an hour, the next scrape did not poll again")
+	}
+
+	// A good answer asking for an hour is served for 5 minutes at most.
+	fake.SetAgentMetricsPollDuration(3600)
+	clock.Advance(10 * time.Second)
+	first := e.Collection(context.Background())[0]
+	if first.PollDuration != 5*time.Minute {
+		t.Errorf("poll duration %v, want the 5 minute cap", first.PollDuration)
+	}
+	clock.Advance(5*time.Minute - time.Second)
+	if again := e.Collection(context.Background())[0]; again != first {
+		t.Error("within the capped poll duration, the API was polled again")
+	}
+	clock.Advance(time.Second)
+	if again := e.Collection(context.Background())[0]; again == first {
+		t.Error("5 minutes after a good answer asking for an hour, the API was not polled again")
 	}
 }

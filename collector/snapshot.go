@@ -121,40 +121,106 @@ const (
 // increase() sees the first departure of each kind.
 var zeroFilledDepartureStates = []string{"disconnected", "lost", "stopped", stateUnknown}
 
-// labelValue makes s a valid label value whatever the API sent.
+// maxLabelBytes bounds a label value taken from the API: a longer one is
+// cut at the UTF-8 boundary before it, so that one agent's huge name or tag
+// cannot swell every series, the status page and the memory of departed
+// agents.
+const maxLabelBytes = 1024
+
+// labelValue makes s a valid label value whatever the API sent: valid
+// UTF-8, at most maxLabelBytes.
 func labelValue(s string) string {
-	if utf8.ValidString(s) { // the common case, and faster to check
+	if len(s) <= maxLabelBytes && utf8.ValidString(s) { // the common case
 		return s
 	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxLabelBytes {
+		return s
+	}
+	n := maxLabelBytes
+	for !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return strings.Clone(s[:n]) // not keeping the long original alive
 }
 
-// newAgentView resolves an agent's queues and platform and cleans its
-// strings; org is the organization label.
-func newAgentView(org string, a client.Agent) AgentView {
-	// Nearly always every string is ASCII with nothing to escape: one
-	// check of them all, rather than one per string for each concern.
-	plain := plainASCII(org, a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
-		a.OSID, a.Arch, a.UserAgent) && plainASCII(a.MetaData...)
-	if !plain {
-		a.ID = labelValue(a.ID)
-		a.Name = labelValue(a.Name)
-		a.ConnectionState = labelValue(a.ConnectionState)
-		a.Hostname = labelValue(a.Hostname)
-		a.IPAddress = labelValue(a.IPAddress)
-		a.Version = labelValue(a.Version)
-		a.Queue = labelValue(a.Queue)
-		for _, m := range a.MetaData {
-			if !utf8.ValidString(m) { // copied first: the caller's slice stays as it was
-				md := make([]string, len(a.MetaData))
-				for j, m := range a.MetaData {
-					md[j] = labelValue(m)
-				}
-				a.MetaData = md
-				break
+// cleanLabel reports whether labelValue would change s.
+func cleanLabel(s string) bool { return len(s) <= maxLabelBytes && utf8.ValidString(s) }
+
+// The window of plausible timestamps. One outside it (Buildkite has sent
+// none, but a proxy or a bug might) is left out, as if null: before 2000
+// it would make ages of centuries (older than 1678, more than a
+// time.Duration holds), and years outside 1 to 9999 cannot be written as
+// JSON. Within it, every age from a clock in this century fits.
+var (
+	earliestTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	latestTime   = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC) // excluded
+)
+
+// plausible returns t, or the zero time when t is outside the window.
+func plausible(t time.Time) time.Time {
+	if t.Before(earliestTime) || !t.Before(latestTime) {
+		return time.Time{}
+	}
+	return t
+}
+
+// plausibleTimes leaves out a's timestamps outside the window. The job is
+// copied before it changes: the caller's agent stays as it was.
+func plausibleTimes(a *client.Agent) {
+	for _, t := range []*time.Time{&a.CreatedAt, &a.ConnectedAt, &a.DisconnectedAt, &a.LostAt, &a.StoppedAt, &a.LastJobFinishedAt, &a.PausedAt} {
+		*t = plausible(*t)
+	}
+	if a.Job != nil && !a.Job.StartedAt.IsZero() && plausible(a.Job.StartedAt).IsZero() {
+		job := *a.Job
+		job.StartedAt = time.Time{}
+		a.Job = &job
+	}
+}
+
+// cleanStrings makes every string of a that becomes a label value a valid
+// one. meta_data is copied before it changes.
+func cleanStrings(a *client.Agent) {
+	for _, s := range []*string{&a.ID, &a.Name, &a.ConnectionState, &a.Hostname, &a.IPAddress, &a.Version, &a.Queue, &a.OSID, &a.Arch, &a.UserAgent} {
+		*s = labelValue(*s)
+	}
+	for _, m := range a.MetaData {
+		if !cleanLabel(m) {
+			md := make([]string, len(a.MetaData))
+			for j, m := range a.MetaData {
+				md[j] = labelValue(m)
 			}
+			a.MetaData = md
+			break
 		}
 	}
+}
+
+// allClean reports whether no value needs labelValue.
+func allClean(values ...string) bool {
+	for _, v := range values {
+		if len(v) > maxLabelBytes {
+			return false
+		}
+	}
+	return true
+}
+
+// newAgentView resolves an agent's queues and platform, cleans its
+// strings (valid UTF-8, at most maxLabelBytes) and leaves out implausible
+// timestamps; org is the organization label. Every consumer (metrics, the
+// text exposition, the status page) reads agents through it.
+func newAgentView(org string, a client.Agent) AgentView {
+	// Nearly always every string is short ASCII with nothing to escape:
+	// one check of them all, rather than one per string for each concern.
+	plain := plainASCII(org, a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
+		a.OSID, a.Arch, a.UserAgent) && plainASCII(a.MetaData...)
+	clean := plain && allClean(a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
+		a.OSID, a.Arch, a.UserAgent) && allClean(a.MetaData...)
+	if !clean {
+		cleanStrings(&a)
+	}
+	plausibleTimes(&a)
 	osName, arch := a.Platform() // from os_id, arch and user_agent: plain when they are
 	queues := agentQueues(&a)
 	v := AgentView{
@@ -165,7 +231,7 @@ func newAgentView(org string, a client.Agent) AgentView {
 		Arch:       arch,
 	}
 	v.plainText = plain
-	if !plain {
+	if !clean {
 		v.OS, v.Arch = labelValue(osName), labelValue(arch)
 		v.plainText = !needsEscaping(org, v.ID, v.Name, v.QueueLabel, v.Hostname, v.Version, v.ConnectionState,
 			v.OS, v.Arch, v.IPAddress) && !needsEscaping(v.MetaData...)

@@ -60,7 +60,10 @@ func settledGoroutines(want int) int {
 // they share collections (singleflight), so the API sees a handful of
 // requests, and no goroutine outlives them.
 func TestConcurrentCollect100(t *testing.T) {
-	fe := newFaultEnv(t, nil)
+	// The collections the hanging API holds end at this bound, whatever
+	// the scrapes' deadlines.
+	const timeout = 2 * time.Second
+	fe := newFaultEnv(t, func(_ *client.Config, c *collector.Config) { c.Timeout = timeout })
 	fe.fleet(fleetSize)
 	drain(context.Background(), fe.exporter) // warm: connections open, memory filled
 	slow := fe.fake.InjectFault(buildkitetest.Fault{Delay: 100 * time.Millisecond})
@@ -102,7 +105,8 @@ func TestConcurrentCollect100(t *testing.T) {
 	}
 
 	// And when the API hangs past the scrapes' deadlines: they all answer
-	// by their deadline, and nothing is left waiting.
+	// by their deadline; the one collection they share ends at Timeout,
+	// and nothing is left behind.
 	slow()
 	fe.fake.InjectFault(buildkitetest.Fault{Delay: 30 * time.Second})
 	fe.clock.Advance(time.Minute)
@@ -124,6 +128,12 @@ func TestConcurrentCollect100(t *testing.T) {
 	}
 	if n := fe.requests() - requests; n > 1 {
 		t.Errorf("100 scrapes of a hanging API made %d requests, want 1 (page 1 hangs)", n)
+	}
+	// A scrape without a deadline of its own waits for the collection in
+	// progress (or one more), which fails at Timeout.
+	drain(context.Background(), fe.exporter)
+	if n := len(fe.logs.lines(msgFailed)); n != 1 {
+		t.Errorf("the shared collection logged %d failures by its end, want 1:\n%s", n, fe.logs.String())
 	}
 	if after := settledGoroutines(before + 5); after > before+5 {
 		t.Errorf("goroutines: %d before, %d after 100 scrapes of a hanging API", before, after)
@@ -391,4 +401,62 @@ func heapAfterGC() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// churnRounds lists rounds of agents, each round a new set of n IDs (the
+// previous round's all leave), one simulated minute apart, and returns the
+// exporter and its last snapshot.
+func churnRounds(t *testing.T, cfg collector.Config, rounds, n int) (*collector.Exporter, *collector.Snapshot) {
+	t.Helper()
+	clock := buildkitetest.NewClock(epoch)
+	api := &churnAPI{listed: map[string]client.Agent{}, gone: map[string]string{}}
+	cfg.Organizations, cfg.Now, cfg.Timeout = []string{"acme"}, clock.Now, time.Minute
+	cfg.AgentRetention, cfg.QueueRetention = time.Hour, time.Hour
+	exporter, err := collector.New(api, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *collector.Snapshot
+	for round := range rounds {
+		api.mu.Lock()
+		clear(api.listed)
+		for i := range n {
+			id := fmt.Sprintf("r%d-%05d", round, i)
+			api.listed[id] = client.Agent{ID: id, Name: id, ConnectionState: "connected", Queue: "q"}
+		}
+		api.mu.Unlock()
+		clock.Advance(time.Minute)
+		s = exporter.Collection(context.Background())[0]
+		if !s.OK() {
+			t.Fatal(s.Err)
+		}
+	}
+	return exporter, s
+}
+
+// A fleet that churns faster than --collector.agent-retention forgets:
+// the departed agents kept are capped by count, the oldest dropped first.
+func TestDepartedAgentsCapped(t *testing.T) {
+	exporter, s := churnRounds(t, collector.Config{MaxDepartedAgents: 50, AgentDetails: true}, 5, 40)
+	// Rounds 0 to 3 left (160 agents); the newest 50 are round 3's 40 and
+	// 10 of round 2's (of equal age, the lowest IDs go first).
+	if len(s.Departed) != 50 {
+		t.Fatalf("%d departed agents kept, want 50", len(s.Departed))
+	}
+	rounds := map[byte]int{}
+	for _, d := range s.Departed {
+		rounds[d.ID[1]]++
+	}
+	if rounds['3'] != 40 || rounds['2'] != 10 || s.Departed[49].ID != "r2-00039" || s.Departed[40].ID != "r2-00030" {
+		t.Errorf("kept %v by round (want round 3: 40, round 2: 10), last %s", rounds, s.Departed[len(s.Departed)-1].ID)
+	}
+	if got := series(families(t, exporter), "buildkite_agent_departed_timestamp_seconds"); got != 50 {
+		t.Errorf("%d departed-agent series, want 50", got)
+	}
+
+	// By default at most 10,000: 12,000 agents left here within the hour.
+	_, s = churnRounds(t, collector.Config{}, 3, 6000)
+	if len(s.Departed) != 10000 {
+		t.Errorf("%d departed agents kept by default, want 10,000", len(s.Departed))
+	}
 }

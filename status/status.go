@@ -29,6 +29,10 @@ import (
 // tables list.
 const TopN = 10
 
+// DepartedShown is how many of the most recently departed agents the page
+// lists; the total is shown beside them.
+const DepartedShown = 100
+
 // RefreshSeconds is how often the HTML page reloads itself.
 const RefreshSeconds = 30
 
@@ -62,9 +66,11 @@ type Organization struct {
 	LongestIdle []IdleAgent  `json:"longest_idle"`
 	LongestJobs []RunningJob `json:"longest_running_jobs"`
 
-	// Departed agents within --collector.agent-retention, newest first;
-	// kept whether or not the latest listing succeeded.
-	Departed []DepartedAgent `json:"departed"`
+	// Departed agents within --collector.agent-retention, newest first, at
+	// most DepartedShown of them; kept whether or not the latest listing
+	// succeeded. DepartedTotal counts them all.
+	Departed      []DepartedAgent `json:"departed"`
+	DepartedTotal int             `json:"departed_total"`
 }
 
 // Collection is one collection of one organization.
@@ -236,7 +242,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Build turns the collector's status into the page's data, as of now.
 func Build(orgs []collector.OrgStatus, now time.Time, metricsPath string) Page {
-	p := Page{GeneratedAt: now.UTC(), MetricsPath: metricsPath, Organizations: make([]Organization, 0, len(orgs))}
+	p := Page{GeneratedAt: shown(now), MetricsPath: metricsPath, Organizations: make([]Organization, 0, len(orgs))}
 	for _, o := range orgs {
 		p.Organizations = append(p.Organizations, buildOrg(o))
 	}
@@ -277,10 +283,11 @@ func buildOrg(o collector.OrgStatus) Organization {
 	if s == nil {
 		return org
 	}
-	for _, d := range s.Departed {
+	org.DepartedTotal = len(s.Departed)
+	for _, d := range s.Departed[:min(len(s.Departed), DepartedShown)] {
 		org.Departed = append(org.Departed, DepartedAgent{
 			ID: d.ID, Name: d.Name, Hostname: d.Hostname, Queue: d.QueueLabel,
-			State: d.State, At: d.At.UTC(), LastSeen: d.LastSeen.UTC(),
+			State: d.State, At: shown(d.At), LastSeen: shown(d.LastSeen),
 		})
 	}
 	if s.Err != nil {
@@ -296,6 +303,20 @@ func buildOrg(o collector.OrgStatus) Organization {
 	return org
 }
 
+// maxResetSeconds bounds a rate-limit reset shown on the page (a year).
+const maxResetSeconds = 366 * 24 * 60 * 60
+
+// shown is t in UTC for the page, or the zero time (not shown) when JSON
+// could not encode it: its year, in UTC, is not within 1 to 9999. The
+// collector already leaves out implausible agent times; this keeps the
+// page answering whatever it is handed.
+func shown(t time.Time) time.Time {
+	if t = t.UTC(); t.Year() < 1 || t.Year() > 9999 {
+		return time.Time{}
+	}
+	return t
+}
+
 func summaryOf(s *collector.Snapshot) collector.CollectionSummary {
 	return collector.CollectionSummary{
 		Start: s.Start, End: s.End, Err: s.Err, Requests: s.Requests, Pages: s.Pages,
@@ -308,8 +329,8 @@ func summaryOf(s *collector.Snapshot) collector.CollectionSummary {
 // arrived, zero when unknown (the collection's end is used instead).
 func collectionOf(c collector.CollectionSummary, observed time.Time) Collection {
 	out := Collection{
-		Start:           c.Start.UTC(),
-		End:             c.End.UTC(),
+		Start:           shown(c.Start),
+		End:             shown(c.End),
 		OK:              c.Err == nil,
 		DurationSeconds: c.End.Sub(c.Start).Seconds(),
 		Pages:           c.Pages,
@@ -320,9 +341,11 @@ func collectionOf(c collector.CollectionSummary, observed time.Time) Collection 
 		if observed.IsZero() {
 			observed = c.End
 		}
+		// Reset is as sent: bounded before it becomes a Duration.
+		reset := time.Duration(min(max(c.RateLimit.Reset, 0), maxResetSeconds)) * time.Second
 		out.RateLimit = &RateLimit{
 			Limit: c.RateLimit.Limit, Remaining: c.RateLimit.Remaining, ResetSeconds: c.RateLimit.Reset,
-			ResetAt: observed.Add(time.Duration(c.RateLimit.Reset) * time.Second).UTC(),
+			ResetAt: shown(observed.Add(reset)),
 		}
 	}
 	if c.Err != nil {
@@ -409,19 +432,19 @@ func longestIdle(agents []collector.AgentView, asOf time.Time) []IdleAgent {
 			continue
 		}
 		ia := IdleAgent{ID: a.ID, Name: a.Name, Hostname: a.Hostname, Queue: a.QueueLabel, Version: a.Version}
-		since := a.LastJobFinishedAt
+		since := shown(a.LastJobFinishedAt)
 		if since.IsZero() {
 			ia.NeverUsed = true
-			since = a.ConnectedAt
+			since = shown(a.ConnectedAt)
 			if since.IsZero() {
-				since = a.CreatedAt
+				since = shown(a.CreatedAt)
 			}
 		} else {
-			t := since.UTC()
+			t := since
 			ia.LastJobFinishedAt = &t
 		}
 		if !since.IsZero() {
-			t := since.UTC()
+			t := since
 			ia.IdleSince = &t
 			ia.IdleSeconds = max(asOf.Sub(since).Seconds(), 0)
 		}
@@ -449,11 +472,11 @@ func longestJobs(agents []collector.AgentView, asOf time.Time) []RunningJob {
 	var out []RunningJob
 	for i := range agents {
 		a := &agents[i]
-		if a.Job == nil || a.Job.StartedAt.IsZero() {
+		if a.Job == nil || shown(a.Job.StartedAt).IsZero() {
 			continue
 		}
 		out = append(out, RunningJob{
-			JobID: a.Job.ID, State: a.Job.State, StartedAt: a.Job.StartedAt.UTC(),
+			JobID: a.Job.ID, State: a.Job.State, StartedAt: shown(a.Job.StartedAt),
 			RunningSeconds: max(asOf.Sub(a.Job.StartedAt).Seconds(), 0),
 			AgentID:        a.ID, AgentName: a.Name, Hostname: a.Hostname, Queue: a.QueueLabel,
 		})

@@ -67,13 +67,29 @@ func when(v any) string {
 	return t.UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
+// humanSeconds: as humanDuration; seconds beyond a time.Duration are the
+// longest one, NaN is "—".
 func humanSeconds(s float64) string {
-	return humanDuration(time.Duration(s * float64(time.Second)))
+	const limit = float64(math.MaxInt64)
+	switch ns := s * float64(time.Second); {
+	case math.IsNaN(ns):
+		return "—"
+	case ns >= limit:
+		return humanDuration(math.MaxInt64)
+	case ns <= -limit:
+		return humanDuration(math.MinInt64)
+	default:
+		return humanDuration(time.Duration(ns))
+	}
 }
 
-// humanDuration: "850ms", "12.3s", "4m 05s", "3h 07m", "2d 04h".
+// humanDuration: "850ms", "12.3s", "4m 05s", "3h 07m", "2d 04h". Any
+// Duration: the most negative one, which has no positive counterpart, is
+// shown as one nanosecond shorter.
 func humanDuration(d time.Duration) string {
 	switch {
+	case d == math.MinInt64:
+		return "-" + humanDuration(math.MaxInt64)
 	case d < 0:
 		return "-" + humanDuration(-d)
 	case d < time.Second:
