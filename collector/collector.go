@@ -41,12 +41,16 @@ type Config struct {
 	// MaxDepartedAgents bounds the departed agents kept (the oldest are
 	// dropped first), whatever the churn; 0 means DefaultMaxDepartedAgents.
 	MaxDepartedAgents int
-	DepartureLookups  int           // Get calls per scrape to learn why agents left
-	Tags              []string      // meta_data keys counted in buildkite_agents_by_tag
-	MinInterval       time.Duration // serve results younger than this from memory
-	Timeout           time.Duration // bound on every collection, whatever the scrapes' deadlines
-	Now               func() time.Time
-	Logger            log.Logger
+	DepartureLookups  int      // Get calls per scrape to learn why agents left
+	Tags              []string // meta_data keys counted in buildkite_agents_by_tag
+	// Clusters: read clusters and their queues; the API must then be a
+	// ClusterAPI too. ClustersInterval: how often (5m when 0).
+	Clusters         bool
+	ClustersInterval time.Duration
+	MinInterval      time.Duration // serve results younger than this from memory
+	Timeout          time.Duration // bound on every collection, whatever the scrapes' deadlines
+	Now              func() time.Time
+	Logger           log.Logger
 }
 
 // DefaultMaxDepartedAgents is Config.MaxDepartedAgents when not set.
@@ -61,7 +65,9 @@ type Exporter struct {
 	logger log.Logger
 	orgs   []*orgMemory
 	flight flightGroup
-	descs  descs
+	// clusters is nil without Config.Clusters.
+	clusters ClusterAPI
+	descs    descs
 }
 
 // New returns an Exporter for cfg.
@@ -88,6 +94,16 @@ func New(api AgentAPI, cfg Config) (*Exporter, error) {
 		return nil, errors.New("collector: departure lookups must not be negative")
 	}
 	e := &Exporter{api: api, cfg: cfg, now: cfg.Now, logger: cfg.Logger, descs: newDescs()}
+	if cfg.Clusters {
+		clusters, ok := api.(ClusterAPI)
+		if !ok {
+			return nil, errors.New("collector: clusters asked for, but the API cannot list them")
+		}
+		e.clusters = clusters
+		if e.cfg.ClustersInterval <= 0 {
+			e.cfg.ClustersInterval = 5 * time.Minute
+		}
+	}
 	seen := map[string]bool{}
 	for _, org := range cfg.Organizations {
 		if org == "" || seen[org] {
@@ -143,6 +159,7 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 		// A failed scrape still carries the health families and the
 		// zero-filled counters, as a failed collection does.
 		s.RateLimit, s.HasRateLimit = e.api.RateLimit(m.org)
+		m.clusterReads.fill(s)
 		m.past(s, m.knownQueues(now, e.cfg.QueueRetention, e.cfg.Queues), e.cfg.AgentRetention)
 	}
 	return s
@@ -151,10 +168,13 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 // collect lists one organization and updates its memory.
 func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 	s := &Snapshot{Organization: m.org, Start: e.now()}
+	// First, so that the agents' clusters and default queues are known.
+	e.readClusters(ctx, m, s)
+	clusters, _ := m.clusterReads.current()
 
 	list, err := e.api.ListAgents(ctx, m.org, client.ListOptions{})
 	if list != nil {
-		s.Requests = int64(list.Requests)
+		s.Requests += int64(list.Requests)
 	}
 	if err != nil {
 		s.Err = err
@@ -178,7 +198,7 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 				s.Duplicates++
 				continue
 			}
-			s.Agents = append(s.Agents, newAgentView(m.org, list.Agents[i]))
+			s.Agents = append(s.Agents, newAgentView(m.org, list.Agents[i], clusters))
 		}
 		listed := e.now()
 		gone := m.observe(s.Agents, listed)

@@ -111,6 +111,7 @@ var agentTextFamilies = []agentTextFamily{
 	{nameAgentInfo, helpAgentInfo, func(t *textWriter, _ *Snapshot, a *AgentView) {
 		t.name(nameAgentInfo)
 		t.label("arch", a.Arch, true, a.plainText)
+		t.label("buildkite_cluster", a.Cluster, false, a.plainText)
 		t.label("connection_state", a.ConnectionState, false, a.plainText)
 		t.label("hostname", a.Hostname, false, a.plainText)
 		t.label("id", a.ID, false, a.plainText)
@@ -140,7 +141,8 @@ var agentTextFamilies = []agentTextFamily{
 	{nameAgentMetaData, helpAgentMetaData, func(t *textWriter, _ *Snapshot, a *AgentView) {
 		metaDataEntries(a.MetaData, func(k, v string) {
 			t.name(nameAgentMetaData)
-			t.label("id", a.ID, true, a.plainText)
+			t.label("buildkite_cluster", a.Cluster, true, a.plainText)
+			t.label("id", a.ID, false, a.plainText)
 			t.label("key", k, false, a.plainText)
 			t.label("name", a.Name, false, a.plainText)
 			t.label("organization", t.org, false, a.plainText)
@@ -230,6 +232,8 @@ func (t *textWriter) identityLabels(name string, a *AgentView) {
 // appendIdentity appends the identity labels of a, in name order;
 // plain: no value needs escaping.
 func appendIdentity(buf []byte, org string, a *AgentView, plain bool) []byte {
+	buf = appendLabelText(buf, "buildkite_cluster", a.Cluster, plain)
+	buf = append(buf, ',')
 	buf = appendLabelText(buf, "id", a.ID, plain)
 	buf = append(buf, ',')
 	buf = appendLabelText(buf, "name", a.Name, plain)

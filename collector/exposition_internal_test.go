@@ -72,15 +72,15 @@ func FuzzUnixMillis(f *testing.F) {
 // A view built elsewhere than newAgentView (no textIdentity) is written
 // the same, escaped.
 func TestIdentityWithoutTextIdentity(t *testing.T) {
-	built := newAgentView(`o"rg`, client.Agent{ID: `a"1`, Name: "n\\1", Queue: "q\n1"})
-	bare := AgentView{Agent: built.Agent, Queues: built.Queues, QueueLabel: built.QueueLabel}
+	built := newAgentView(`o"rg`, client.Agent{ID: `a"1`, Name: "n\\1", Queue: "q\n1", ClusterID: "c\"1"}, nil)
+	bare := AgentView{Agent: built.Agent, Cluster: built.Cluster, Queues: built.Queues, QueueLabel: built.QueueLabel}
 	write := func(a *AgentView) string {
 		w := &textWriter{family: &agentTextFamilies[0], org: `o"rg`}
 		w.identity(nameAgentBusy, a, 1)
 		return string(w.buf)
 	}
 	got, want := write(&bare), write(&built)
-	if got != want || !strings.Contains(want, `{id="a\"1",name="n\\1",organization="o\"rg",queue="q\n1"} 1`) {
+	if got != want || !strings.Contains(want, `{buildkite_cluster="c\"1",id="a\"1",name="n\\1",organization="o\"rg",queue="q\n1"} 1`) {
 		t.Fatalf("without textIdentity:\n%s\nwith it:\n%s", got, want)
 	}
 }

@@ -19,8 +19,10 @@ type orgMemory struct {
 	org         string
 	maxDeparted int // departed agents kept at most
 
+	clusterReads clusterReads
+
 	mu     sync.Mutex
-	queues map[string]time.Time // queue -> last seen in a successful listing
+	queues map[queueRef]time.Time // queue -> last seen in a successful listing
 	// The previous successful listing, sorted by ID (its snapshot's, read
 	// only), and when it was made; kept: agents it missed that a lookup
 	// showed still connected, sorted by ID.
@@ -34,7 +36,8 @@ type orgMemory struct {
 	errClass   string              // of the latest collection, "" when it succeeded
 }
 
-type departureKey struct{ queue, state string }
+// departureKey is by cluster ID in memory, by cluster label in a snapshot.
+type departureKey struct{ clusterID, queue, state string }
 
 // CollectionSummary is what the status page shows of one past collection.
 type CollectionSummary struct {
@@ -54,7 +57,7 @@ func newOrgMemory(org string, maxDeparted int) *orgMemory {
 	return &orgMemory{
 		org:         org,
 		maxDeparted: maxDeparted,
-		queues:      map[string]time.Time{},
+		queues:      map[queueRef]time.Time{},
 		departed:    map[string]DepartedAgent{},
 		departures:  map[departureKey]float64{},
 	}
@@ -84,7 +87,7 @@ func (m *orgMemory) observe(agents []AgentView, now time.Time) []DepartedAgent {
 			if listedNow(a.ID) {
 				continue
 			}
-			d = DepartedAgent{ID: a.ID, Name: a.Name, Hostname: a.Hostname, Queues: a.Queues, QueueLabel: a.QueueLabel, LastSeen: m.listedAt}
+			d = DepartedAgent{ID: a.ID, Name: a.Name, Hostname: a.Hostname, ClusterID: a.ClusterID, Queues: a.Queues, QueueLabel: a.QueueLabel, LastSeen: m.listedAt}
 		} else {
 			d = m.kept[j]
 			j++
@@ -97,12 +100,13 @@ func (m *orgMemory) observe(agents []AgentView, now time.Time) []DepartedAgent {
 	}
 
 	var last []string // most agents share their queues with the one before
+	lastCluster := ""
 	for i := range agents {
-		if q := agents[i].Queues; !slices.Equal(q, last) {
-			for _, name := range q {
-				m.queues[name] = now
+		if a := &agents[i]; !slices.Equal(a.Queues, last) || a.ClusterID != lastCluster {
+			for _, name := range a.Queues {
+				m.queues[queueRef{a.ClusterID, name}] = now
 			}
-			last = q
+			last, lastCluster = a.Queues, a.ClusterID
 		}
 	}
 	for id := range m.departed {
@@ -129,23 +133,35 @@ func (m *orgMemory) depart(d DepartedAgent) {
 	defer m.mu.Unlock()
 	m.departed[d.ID] = d
 	for _, q := range d.Queues {
-		m.departures[departureKey{q, d.State}]++
+		m.departures[departureKey{d.ClusterID, q, d.State}]++
 	}
 }
 
 // expire forgets queues and departed agents not seen in a successful
 // listing within their retention, and the oldest departed agents beyond
-// maxDeparted. Configured queues never expire.
+// maxDeparted. Configured queues and those the clusters API lists keep
+// their departure counters.
 func (m *orgMemory) expire(now time.Time, queueRetention, agentRetention time.Duration, configured []string) {
+	view, _ := m.clusterReads.current()
+	keep := map[queueRef]bool{}
+	for _, q := range configured {
+		keep[view.configuredQueue(q)] = true
+	}
+	if view != nil {
+		for _, q := range view.queues {
+			keep[q] = true
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for q, seen := range m.queues {
-		if now.Sub(seen) > queueRetention && !slices.Contains(configured, q) {
+		if now.Sub(seen) > queueRetention {
 			delete(m.queues, q)
 		}
 	}
 	for k := range m.departures {
-		if _, known := m.queues[k.queue]; !known && !slices.Contains(configured, k.queue) {
+		ref := queueRef{k.clusterID, k.queue}
+		if _, known := m.queues[ref]; !known && !keep[ref] {
 			delete(m.departures, k)
 		}
 	}
@@ -182,34 +198,38 @@ func (m *orgMemory) dropOldestDeparted() {
 	}
 }
 
-// knownQueues returns the queues seen within retention plus the configured
-// ones, sorted.
-func (m *orgMemory) knownQueues(now time.Time, retention time.Duration, configured []string) []string {
+// knownQueues returns the queues seen within retention, those the last
+// good clusters read lists and the configured ones, by label, sorted.
+func (m *orgMemory) knownQueues(now time.Time, retention time.Duration, configured []string) []queueLabel {
+	view, _ := m.clusterReads.current()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	var queues []string
+	var refs []queueRef
 	for q, seen := range m.queues {
 		if now.Sub(seen) <= retention {
-			queues = append(queues, q)
+			refs = append(refs, q)
 		}
+	}
+	m.mu.Unlock()
+	if view != nil {
+		refs = append(refs, view.queues...)
 	}
 	for _, q := range configured {
-		if !slices.Contains(queues, q) {
-			queues = append(queues, q)
-		}
+		refs = append(refs, view.configuredQueue(q))
 	}
-	sort.Strings(queues)
-	return queues
+	return resolveQueues(view, refs)
 }
 
 // past fills the snapshot's memory of the past: departed agents within
 // retention at the snapshot's end, and the departure counters, zero-filled
-// for every known queue.
-func (m *orgMemory) past(s *Snapshot, knownQueues []string, agentRetention time.Duration) {
+// for every known queue; clusters by label, as the last good clusters read
+// names them.
+func (m *orgMemory) past(s *Snapshot, knownQueues []queueLabel, agentRetention time.Duration) {
+	view, _ := m.clusterReads.current()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, d := range m.departed {
 		if s.End.Sub(d.LastSeen) <= agentRetention {
+			d.Cluster = view.label(d.ClusterID)
 			s.Departed = append(s.Departed, d)
 		}
 	}
@@ -219,24 +239,29 @@ func (m *orgMemory) past(s *Snapshot, knownQueues []string, agentRetention time.
 		}
 		return s.Departed[i].ID < s.Departed[j].ID
 	})
+	// By label values: two cluster IDs of one label add up.
 	counts := make(map[departureKey]float64, len(m.departures)+len(knownQueues)*len(zeroFilledDepartureStates))
 	for _, q := range knownQueues {
 		for _, state := range zeroFilledDepartureStates {
-			counts[departureKey{q, state}] = 0
+			counts[departureKey{q.cluster, q.queue, state}] = 0
 		}
 	}
 	for k, n := range m.departures {
-		counts[k] = n
+		counts[departureKey{view.label(k.clusterID), k.queue, k.state}] += n
 	}
 	s.Departures = make([]DepartureCount, 0, len(counts))
 	for k, n := range counts {
-		s.Departures = append(s.Departures, DepartureCount{Queue: k.queue, State: k.state, Count: n})
+		s.Departures = append(s.Departures, DepartureCount{Cluster: k.clusterID, Queue: k.queue, State: k.state, Count: n})
 	}
 	sort.Slice(s.Departures, func(i, j int) bool {
-		if s.Departures[i].Queue != s.Departures[j].Queue {
-			return s.Departures[i].Queue < s.Departures[j].Queue
+		a, b := s.Departures[i], s.Departures[j]
+		if a.Cluster != b.Cluster {
+			return a.Cluster < b.Cluster
 		}
-		return s.Departures[i].State < s.Departures[j].State
+		if a.Queue != b.Queue {
+			return a.Queue < b.Queue
+		}
+		return a.State < b.State
 	})
 }
 

@@ -60,7 +60,7 @@ func TestHandlerEncoding(t *testing.T) {
 		for _, want := range []string{
 			"buildkite_up{organization=\"acme\"} 1\n",
 			"# TYPE buildkite_agent_info gauge\n",
-			"buildkite_agent_busy{id=\"a1\",name=\"build-1\",organization=\"acme\",queue=\"build\"} 1\n",
+			"buildkite_agent_busy{buildkite_cluster=\"\",id=\"a1\",name=\"build-1\",organization=\"acme\",queue=\"build\"} 1\n",
 		} {
 			if !bytes.Contains(body, []byte(want)) {
 				t.Errorf("Accept-Encoding %q: no %q in\n%s", tt.acceptEncoding, want, body)

@@ -26,11 +26,13 @@ type descs struct {
 	agents, busy, idle, paused          *prometheus.Desc
 	byVersion, byTag, departures        *prometheus.Desc
 	agentDeparted                       *prometheus.Desc
+	clustersUp, dispatchPaused          *prometheus.Desc
+	dispatchPausedAt                    *prometheus.Desc
 }
 
 func newDescs() descs {
 	org := []string{"organization"}
-	orgQueue := []string{"organization", "queue"}
+	orgQueue := []string{"organization", "buildkite_cluster", "queue"}
 	return descs{
 		up:            prometheus.NewDesc(nameUp, "1 when the latest listing of every page of the organization's agents succeeded, else 0. With --collector.min-interval the result may come from memory.", org, nil),
 		duration:      prometheus.NewDesc(nameScrapeDuration, "How long the latest collection of the organization took.", org, nil),
@@ -39,16 +41,21 @@ func newDescs() descs {
 		rateRemaining: prometheus.NewDesc(nameRateLimitRemaining, "RateLimit-Remaining of the latest API response for the organization (may be negative).", org, nil),
 		rateReset:     prometheus.NewDesc(nameRateLimitReset, "RateLimit-Reset of the latest API response: seconds until the rate-limit window resets.", org, nil),
 
-		agents:     prometheus.NewDesc(nameAgents, "Listed agents by queue and connection state; connected and stopping are zero-filled for every known queue.", []string{"organization", "queue", "connection_state"}, nil),
+		agents:     prometheus.NewDesc(nameAgents, "Listed agents by cluster, queue and connection state; connected and stopping are zero-filled for every known queue.", []string{"organization", "buildkite_cluster", "queue", "connection_state"}, nil),
 		busy:       prometheus.NewDesc(nameAgentsBusy, "Listed agents running a job, by queue.", orgQueue, nil),
 		idle:       prometheus.NewDesc(nameAgentsIdle, "Connected agents with no job that are not paused, by queue.", orgQueue, nil),
 		paused:     prometheus.NewDesc(nameAgentsPaused, "Paused agents, by queue.", orgQueue, nil),
-		byVersion:  prometheus.NewDesc(nameAgentsByVersion, "Listed agents by queue and agent version.", []string{"organization", "queue", "version"}, nil),
+		byVersion:  prometheus.NewDesc(nameAgentsByVersion, "Listed agents by cluster, queue and agent version.", []string{"organization", "buildkite_cluster", "queue", "version"}, nil),
 		byTag:      prometheus.NewDesc(nameAgentsByTag, "Listed agents by meta_data value, for the keys given with --collector.tag.", []string{"organization", "key", "value"}, nil),
-		departures: prometheus.NewDesc(nameDeparturesTotal, "Agents that left the list, by queue and the connection state Buildkite reported for them afterwards (unknown when not looked up).", []string{"organization", "queue", "connection_state"}, nil),
+		departures: prometheus.NewDesc(nameDeparturesTotal, "Agents that left the list, by cluster, queue and the connection state Buildkite reported for them afterwards (unknown when not looked up).", []string{"organization", "buildkite_cluster", "queue", "connection_state"}, nil),
 
 		agentDeparted: prometheus.NewDesc(nameAgentDeparted, "When the exporter saw the agent leave the list; kept for --collector.agent-retention.",
-			[]string{"organization", "id", "name", "queue", "hostname", "connection_state"}, nil),
+			[]string{"organization", "buildkite_cluster", "id", "name", "queue", "hostname", "connection_state"}, nil),
+
+		clustersUp: prometheus.NewDesc(nameClustersUp, "1 when the latest read of the organization's clusters and queues succeeded, else 0 (then buildkite_cluster labels may be cluster IDs).", org, nil),
+		dispatchPaused: prometheus.NewDesc(nameQueueDispatchPaused, "1 when Buildkite does not dispatch jobs to the queue, else 0; every queue the clusters API lists.",
+			orgQueue, nil),
+		dispatchPausedAt: prometheus.NewDesc(nameQueueDispatchPausedTime, "When dispatch to the queue was paused; only while paused.", orgQueue, nil),
 	}
 }
 
@@ -56,7 +63,7 @@ func (d *descs) describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
 		d.up, d.duration, d.requests, d.rateLimit, d.rateRemaining, d.rateReset,
 		d.agents, d.busy, d.idle, d.paused, d.byVersion, d.byTag, d.departures,
-		d.agentDeparted,
+		d.agentDeparted, d.clustersUp, d.dispatchPaused, d.dispatchPausedAt,
 	} {
 		ch <- desc
 	}
@@ -92,12 +99,15 @@ func (e *Exporter) emit(s *Snapshot, ch chan<- prometheus.Metric) {
 		gauge(ch, d.rateReset, float64(s.RateLimit.Reset), org)
 	}
 	for _, c := range s.Departures {
-		ch <- prometheus.MustNewConstMetric(d.departures, prometheus.CounterValue, c.Count, org, c.Queue, c.State)
+		ch <- prometheus.MustNewConstMetric(d.departures, prometheus.CounterValue, c.Count, org, c.Cluster, c.Queue, c.State)
 	}
 	if e.cfg.AgentDetails {
 		for _, a := range s.Departed {
-			gauge(ch, d.agentDeparted, unixSeconds(a.At), org, a.ID, a.Name, a.QueueLabel, a.Hostname, a.State)
+			gauge(ch, d.agentDeparted, unixSeconds(a.At), org, a.Cluster, a.ID, a.Name, a.QueueLabel, a.Hostname, a.State)
 		}
+	}
+	if e.clusters != nil {
+		e.emitClusters(s, ch)
 	}
 	if !s.OK() {
 		return
@@ -105,14 +115,14 @@ func (e *Exporter) emit(s *Snapshot, ch chan<- prometheus.Metric) {
 
 	for _, q := range s.Queues {
 		for state, n := range q.States {
-			gauge(ch, d.agents, float64(n), org, q.Queue, state)
+			gauge(ch, d.agents, float64(n), org, q.Cluster, q.Queue, state)
 		}
-		gauge(ch, d.busy, float64(q.Busy), org, q.Queue)
-		gauge(ch, d.idle, float64(q.Idle), org, q.Queue)
-		gauge(ch, d.paused, float64(q.Paused), org, q.Queue)
+		gauge(ch, d.busy, float64(q.Busy), org, q.Cluster, q.Queue)
+		gauge(ch, d.idle, float64(q.Idle), org, q.Cluster, q.Queue)
+		gauge(ch, d.paused, float64(q.Paused), org, q.Cluster, q.Queue)
 	}
 	for _, v := range s.Versions {
-		gauge(ch, d.byVersion, float64(v.Agents), org, v.Queue, v.Version)
+		gauge(ch, d.byVersion, float64(v.Agents), org, v.Cluster, v.Queue, v.Version)
 	}
 	for _, t := range s.Tags {
 		gauge(ch, d.byTag, float64(t.Agents), org, t.Key, t.Value)

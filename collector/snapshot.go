@@ -36,6 +36,12 @@ type Snapshot struct {
 	Departed   []DepartedAgent  // departed within --collector.agent-retention, newest first
 	Departures []DepartureCount // cumulative counts, sorted
 	Lookups    int              // departure lookups made by this collection
+
+	// Clusters, from the last good clusters read whether or not the
+	// listing succeeded (with --collector.clusters).
+	ClustersUp  bool            // the latest clusters read succeeded
+	ClustersErr error           // of the latest clusters read
+	Dispatch    []QueueDispatch // every queue the clusters API lists, sorted
 }
 
 // OK reports whether the listing succeeded.
@@ -48,12 +54,14 @@ func (s *Snapshot) Duration() time.Duration { return s.End.Sub(s.Start) }
 // UTF-8, queues resolved, platform resolved.
 type AgentView struct {
 	client.Agent
+	Cluster    string   // buildkite_cluster: the cluster's name, its ID while the name is unknown, "" when unclustered
 	Queues     []string // sorted, distinct, never empty
 	QueueLabel string   // Queues joined by ","
 	OS, Arch   string
 
 	// textIdentity is the identity labels as the text format writes them,
-	// id="…",name="…",organization="…",queue="…", escaped: built once per
+	// buildkite_cluster="…",id="…",name="…",organization="…",queue="…",
+	// escaped: built once per
 	// collection, it is most of the agent's series. plainText: no label
 	// value of the agent needs escaping. Both are for WriteText, which
 	// does without them (for views built elsewhere) at some cost.
@@ -69,13 +77,14 @@ func (a *AgentView) Idle() bool {
 	return a.ConnectionState == "connected" && a.Job == nil && !a.Paused
 }
 
-// QueueCounts are the fleet gauges of one queue.
+// QueueCounts are the fleet gauges of one queue of one cluster.
 type QueueCounts struct {
-	Queue  string
-	States map[string]int // by connection_state; connected and stopping always present
-	Busy   int
-	Idle   int
-	Paused int
+	Cluster string // label value
+	Queue   string
+	States  map[string]int // by connection_state; connected and stopping always present
+	Busy    int
+	Idle    int
+	Paused  int
 }
 
 // Connected returns the number of connected agents.
@@ -83,8 +92,8 @@ func (q *QueueCounts) Connected() int { return q.States[stateConnected] }
 
 // VersionCount is the number of agents of one version in one queue.
 type VersionCount struct {
-	Queue, Version string
-	Agents         int
+	Cluster, Queue, Version string
+	Agents                  int
 }
 
 // TagCount is the number of agents with one meta_data value.
@@ -96,6 +105,8 @@ type TagCount struct {
 // DepartedAgent is an agent that left the list.
 type DepartedAgent struct {
 	ID, Name, Hostname string
+	ClusterID          string
+	Cluster            string // label value, set in snapshots
 	Queues             []string
 	QueueLabel         string
 	State              string    // what Get said afterwards, or "unknown"
@@ -106,8 +117,8 @@ type DepartedAgent struct {
 // DepartureCount is the cumulative number of departures from one queue in
 // one state.
 type DepartureCount struct {
-	Queue, State string
-	Count        float64
+	Cluster, Queue, State string
+	Count                 float64
 }
 
 const (
@@ -208,23 +219,27 @@ func allClean(values ...string) bool {
 
 // newAgentView resolves an agent's queues and platform, cleans its
 // strings (valid UTF-8, at most maxLabelBytes) and leaves out implausible
-// timestamps; org is the organization label. Every consumer (metrics, the
-// text exposition, the status page) reads agents through it.
-func newAgentView(org string, a client.Agent) AgentView {
+// timestamps; org is the organization label, clusters the last good
+// clusters read (nil when none). Every consumer (metrics, the text
+// exposition, the status page) reads agents through it.
+func newAgentView(org string, a client.Agent, clusters *clusterView) AgentView {
+	cluster := clusters.label(a.ClusterID)
 	// Nearly always every string is short ASCII with nothing to escape:
 	// one check of them all, rather than one per string for each concern.
-	plain := plainASCII(org, a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
+	plain := plainASCII(org, cluster, a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
 		a.OSID, a.Arch, a.UserAgent) && plainASCII(a.MetaData...)
-	clean := plain && allClean(a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
+	clean := plain && allClean(cluster, a.ID, a.Name, a.ConnectionState, a.Hostname, a.IPAddress, a.Version, a.Queue,
 		a.OSID, a.Arch, a.UserAgent) && allClean(a.MetaData...)
 	if !clean {
+		cluster = labelValue(cluster)
 		cleanStrings(&a)
 	}
 	plausibleTimes(&a)
 	osName, arch := a.Platform() // from os_id, arch and user_agent: plain when they are
-	queues := agentQueues(&a)
+	queues := agentQueues(&a, clusters.defaultQueueOf(a.ClusterID))
 	v := AgentView{
 		Agent:      a,
+		Cluster:    cluster,
 		Queues:     queues,
 		QueueLabel: strings.Join(queues, ","),
 		OS:         osName,
@@ -233,17 +248,18 @@ func newAgentView(org string, a client.Agent) AgentView {
 	v.plainText = plain
 	if !clean {
 		v.OS, v.Arch = labelValue(osName), labelValue(arch)
-		v.plainText = !needsEscaping(org, v.ID, v.Name, v.QueueLabel, v.Hostname, v.Version, v.ConnectionState,
+		v.plainText = !needsEscaping(org, v.Cluster, v.ID, v.Name, v.QueueLabel, v.Hostname, v.Version, v.ConnectionState,
 			v.OS, v.Arch, v.IPAddress) && !needsEscaping(v.MetaData...)
 	}
-	buf := make([]byte, 0, len(`id="",name="",organization="",queue=""`)+len(v.ID)+len(v.Name)+len(org)+len(v.QueueLabel))
+	buf := make([]byte, 0, len(`buildkite_cluster="",id="",name="",organization="",queue=""`)+len(v.Cluster)+len(v.ID)+len(v.Name)+len(org)+len(v.QueueLabel))
 	v.textIdentity = string(appendIdentity(buf, org, &v, v.plainText))
 	return v
 }
 
 // agentQueues: the queue field when set, otherwise every non-empty queue=
-// tag, otherwise "default".
-func agentQueues(a *client.Agent) []string {
+// tag, otherwise clusterDefault (the key of its cluster's default queue)
+// when known, otherwise "default".
+func agentQueues(a *client.Agent, clusterDefault string) []string {
 	if a.Queue != "" {
 		return []string{a.Queue}
 	}
@@ -254,7 +270,10 @@ func agentQueues(a *client.Agent) []string {
 			queues = append(queues, v)
 		}
 	}
-	if len(queues) == 0 {
+	switch {
+	case len(queues) == 0 && clusterDefault != "":
+		return []string{clusterDefault}
+	case len(queues) == 0:
 		return []string{defaultQueue}
 	}
 	sort.Strings(queues)
@@ -276,21 +295,22 @@ func tagValues(metaData []string, key string) []string {
 }
 
 // fleetCounts aggregates a listing into the per-queue, per-version and
-// per-tag gauges. knownQueues are zero-filled.
-func fleetCounts(agents []AgentView, knownQueues []string, tagKeys []string) ([]QueueCounts, []VersionCount, []TagCount) {
-	queues := make(map[string]*QueueCounts, len(knownQueues))
-	queue := func(name string) *QueueCounts {
-		q, ok := queues[name]
+// per-tag gauges, queues by cluster label and key. knownQueues are
+// zero-filled.
+func fleetCounts(agents []AgentView, knownQueues []queueLabel, tagKeys []string) ([]QueueCounts, []VersionCount, []TagCount) {
+	queues := make(map[queueLabel]*QueueCounts, len(knownQueues))
+	queue := func(l queueLabel) *QueueCounts {
+		q, ok := queues[l]
 		if !ok {
-			q = &QueueCounts{Queue: name, States: map[string]int{stateConnected: 0, stateStopping: 0}}
-			queues[name] = q
+			q = &QueueCounts{Cluster: l.cluster, Queue: l.queue, States: map[string]int{stateConnected: 0, stateStopping: 0}}
+			queues[l] = q
 		}
 		return q
 	}
-	for _, name := range knownQueues {
-		queue(name)
+	for _, l := range knownQueues {
+		queue(l)
 	}
-	type versionKey struct{ queue, version string }
+	type versionKey struct{ cluster, queue, version string }
 	versions := map[versionKey]int{}
 	type tagKey struct{ key, value string }
 	tags := map[tagKey]int{}
@@ -298,7 +318,7 @@ func fleetCounts(agents []AgentView, knownQueues []string, tagKeys []string) ([]
 	for i := range agents {
 		a := &agents[i]
 		for _, name := range a.Queues {
-			q := queue(name)
+			q := queue(queueLabel{a.Cluster, name})
 			q.States[a.ConnectionState]++
 			if a.Busy() {
 				q.Busy++
@@ -309,7 +329,7 @@ func fleetCounts(agents []AgentView, knownQueues []string, tagKeys []string) ([]
 			if a.Idle() {
 				q.Idle++
 			}
-			versions[versionKey{name, a.Version}]++
+			versions[versionKey{a.Cluster, name, a.Version}]++
 		}
 		for _, key := range tagKeys {
 			for _, v := range tagValues(a.MetaData, key) {
@@ -322,16 +342,23 @@ func fleetCounts(agents []AgentView, knownQueues []string, tagKeys []string) ([]
 	for _, q := range queues {
 		queueList = append(queueList, *q)
 	}
-	sort.Slice(queueList, func(i, j int) bool { return queueList[i].Queue < queueList[j].Queue })
+	sort.Slice(queueList, func(i, j int) bool {
+		a, b := &queueList[i], &queueList[j]
+		return a.Cluster < b.Cluster || a.Cluster == b.Cluster && a.Queue < b.Queue
+	})
 	versionList := make([]VersionCount, 0, len(versions))
 	for k, n := range versions {
-		versionList = append(versionList, VersionCount{Queue: k.queue, Version: k.version, Agents: n})
+		versionList = append(versionList, VersionCount{Cluster: k.cluster, Queue: k.queue, Version: k.version, Agents: n})
 	}
 	sort.Slice(versionList, func(i, j int) bool {
-		if versionList[i].Queue != versionList[j].Queue {
-			return versionList[i].Queue < versionList[j].Queue
+		a, b := &versionList[i], &versionList[j]
+		if a.Cluster != b.Cluster {
+			return a.Cluster < b.Cluster
 		}
-		return versionList[i].Version < versionList[j].Version
+		if a.Queue != b.Queue {
+			return a.Queue < b.Queue
+		}
+		return a.Version < b.Version
 	})
 	tagList := make([]TagCount, 0, len(tags))
 	for k, n := range tags {
