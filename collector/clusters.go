@@ -108,6 +108,23 @@ func (v *clusterView) configuredQueue(flag string) queueRef {
 	return queueRef{cluster, queue}
 }
 
+// configuredQueuesOf returns the queues of --collector.queue values that
+// name cluster (by name, as the Agent Metrics API gives it; "" for
+// unclustered): QUEUE for unclustered, CLUSTER/QUEUE for a cluster.
+func configuredQueuesOf(flags []string, cluster string) []string {
+	var queues []string
+	for _, f := range flags {
+		c, q, ok := strings.Cut(f, "/")
+		if !ok {
+			c, q = "", f
+		}
+		if c == cluster {
+			queues = append(queues, q)
+		}
+	}
+	return queues
+}
+
 // queueRef is a queue as the exporter remembers it: by its cluster's ID,
 // so a name learned later relabels it.
 type queueRef struct{ clusterID, queue string }

@@ -99,6 +99,18 @@ func (m *orgMemory) observe(agents []AgentView, now time.Time) []DepartedAgent {
 		gone = append(gone, d)
 	}
 
+	m.seeQueues(agents, now)
+	for id := range m.departed {
+		if _, back := slices.BinarySearchFunc(agents, id, func(a AgentView, id string) int { return strings.Compare(a.ID, id) }); back {
+			delete(m.departed, id) // it came back
+		}
+	}
+	m.listed, m.listedAt, m.kept = agents, now, nil
+	return gone
+}
+
+// seeQueues records the agents' queues as seen at now; m.mu is held.
+func (m *orgMemory) seeQueues(agents []AgentView, now time.Time) {
 	var last []string // most agents share their queues with the one before
 	lastCluster := ""
 	for i := range agents {
@@ -109,13 +121,6 @@ func (m *orgMemory) observe(agents []AgentView, now time.Time) []DepartedAgent {
 			last, lastCluster = a.Queues, a.ClusterID
 		}
 	}
-	for id := range m.departed {
-		if _, back := slices.BinarySearchFunc(agents, id, func(a AgentView, id string) int { return strings.Compare(a.ID, id) }); back {
-			delete(m.departed, id) // it came back
-		}
-	}
-	m.listed, m.listedAt, m.kept = agents, now, nil
-	return gone
 }
 
 // stillPresent puts back an agent that Get showed connected: the listing

@@ -269,12 +269,13 @@ func (e *JobsExporter) queueJobs(m *jobsMemory, res *agentmetrics.Metrics, s *Jo
 		c.Waiting += q.Jobs.Waiting
 		counts[name] = c
 	}
+	configured := configuredQueuesOf(e.cfg.Queues, s.Cluster)
 	for q, seen := range m.queues {
-		if s.End.Sub(seen) > e.cfg.QueueRetention && !slices.Contains(e.cfg.Queues, q) {
+		if s.End.Sub(seen) > e.cfg.QueueRetention && !slices.Contains(configured, q) {
 			delete(m.queues, q)
 		}
 	}
-	for _, q := range e.cfg.Queues {
+	for _, q := range configured {
 		if _, ok := counts[q]; !ok {
 			counts[q] = QueueJobs{Queue: q}
 		}

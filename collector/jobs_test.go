@@ -101,8 +101,9 @@ func TestJobsTwoQueues(t *testing.T) {
 	e.golden("jobs_two_queues")
 }
 
+// --collector.queue linux/gpu zero-fills gpu for the linux token only.
 func TestJobsQueueVanishedAndExpired(t *testing.T) {
-	e := newJobsEnv(t, collector.JobsConfig{QueueRetention: time.Hour, Queues: []string{"gpu"}}, linuxToken)
+	e := newJobsEnv(t, collector.JobsConfig{QueueRetention: time.Hour, Queues: []string{"linux/gpu", "gpu", "macos/gpu"}}, linuxToken)
 	linuxFleet(e.server)
 	e.server.SetJobs("acme", "deploy", 1, 0, 0)
 	e.exporter.Collection(context.Background())

@@ -87,6 +87,20 @@ type QueueCounts struct {
 	Paused  int
 }
 
+// add counts an agent of the queue.
+func (q *QueueCounts) add(a *AgentView) {
+	q.States[a.ConnectionState]++
+	if a.Busy() {
+		q.Busy++
+	}
+	if a.Paused {
+		q.Paused++
+	}
+	if a.Idle() {
+		q.Idle++
+	}
+}
+
 // Connected returns the number of connected agents.
 func (q *QueueCounts) Connected() int { return q.States[stateConnected] }
 
@@ -94,6 +108,16 @@ func (q *QueueCounts) Connected() int { return q.States[stateConnected] }
 type VersionCount struct {
 	Cluster, Queue, Version string
 	Agents                  int
+}
+
+func (v *VersionCount) less(w *VersionCount) bool {
+	if v.Cluster != w.Cluster {
+		return v.Cluster < w.Cluster
+	}
+	if v.Queue != w.Queue {
+		return v.Queue < w.Queue
+	}
+	return v.Version < w.Version
 }
 
 // TagCount is the number of agents with one meta_data value.
@@ -318,17 +342,7 @@ func fleetCounts(agents []AgentView, knownQueues []queueLabel, tagKeys []string)
 	for i := range agents {
 		a := &agents[i]
 		for _, name := range a.Queues {
-			q := queue(queueLabel{a.Cluster, name})
-			q.States[a.ConnectionState]++
-			if a.Busy() {
-				q.Busy++
-			}
-			if a.Paused {
-				q.Paused++
-			}
-			if a.Idle() {
-				q.Idle++
-			}
+			queue(queueLabel{a.Cluster, name}).add(a)
 			versions[versionKey{a.Cluster, name, a.Version}]++
 		}
 		for _, key := range tagKeys {
@@ -350,16 +364,7 @@ func fleetCounts(agents []AgentView, knownQueues []queueLabel, tagKeys []string)
 	for k, n := range versions {
 		versionList = append(versionList, VersionCount{Cluster: k.cluster, Queue: k.queue, Version: k.version, Agents: n})
 	}
-	sort.Slice(versionList, func(i, j int) bool {
-		a, b := &versionList[i], &versionList[j]
-		if a.Cluster != b.Cluster {
-			return a.Cluster < b.Cluster
-		}
-		if a.Queue != b.Queue {
-			return a.Queue < b.Queue
-		}
-		return a.Version < b.Version
-	})
+	sort.Slice(versionList, func(i, j int) bool { return versionList[i].less(&versionList[j]) })
 	tagList := make([]TagCount, 0, len(tags))
 	for k, n := range tags {
 		tagList = append(tagList, TagCount{Key: k.key, Value: k.value, Agents: n})
