@@ -35,6 +35,8 @@ type config struct {
 	minInterval      time.Duration
 	agentDetails     bool
 	queues           []string
+	clusters         bool
+	clustersInterval time.Duration
 	queueRetention   time.Duration
 	agentRetention   time.Duration
 	departureLookups int
@@ -72,8 +74,12 @@ func newApp(cfg *config, stdout io.Writer) *kingpin.Application {
 		Default("0s").DurationVar(&cfg.minInterval)
 	app.Flag("collector.agent-details", "Expose the per-agent families (buildkite_agent_*).").
 		Default("true").BoolVar(&cfg.agentDetails)
-	app.Flag("collector.queue", "Queue that always gets zero-filled series even when no agent serves it; repeatable.").
+	app.Flag("collector.queue", "Queue that always gets zero-filled series even when no agent serves it: QUEUE (unclustered) or CLUSTER/QUEUE (cluster name or ID); repeatable.").
 		StringsVar(&cfg.queues)
+	app.Flag("collector.clusters", "Read clusters and their queues (scope read_clusters): cluster names as buildkite_cluster, cluster queues zero-filled, dispatch state.").
+		Default("true").BoolVar(&cfg.clusters)
+	app.Flag("collector.clusters-interval", "How often clusters and their queues are re-read; in between the last good read is used.").
+		Default("5m").DurationVar(&cfg.clustersInterval)
 	app.Flag("collector.queue-retention", "How long a queue seen once keeps its zero-filled series.").
 		Default("24h").DurationVar(&cfg.queueRetention)
 	app.Flag("collector.agent-retention", "How long a departed agent keeps buildkite_agent_departed_timestamp_seconds.").
@@ -129,6 +135,8 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("--buildkite.page-concurrency must be at least 1, not %d", cfg.pageConcurrency)
 	case cfg.departureLookups < 0:
 		return fmt.Errorf("--collector.departure-lookups must not be negative, not %d", cfg.departureLookups)
+	case cfg.clustersInterval <= 0:
+		return fmt.Errorf("--collector.clusters-interval must be positive, not %v", cfg.clustersInterval)
 	case cfg.timeout <= 0:
 		return fmt.Errorf("--buildkite.timeout must be positive, not %v", cfg.timeout)
 	case cfg.timeoutOffset < 0:

@@ -154,6 +154,7 @@ func newFleetExporter(cfg *config, requests *collector.APIRequestCounter, warn c
 		Organizations: cfg.organizations, AgentDetails: cfg.agentDetails, Queues: cfg.queues,
 		QueueRetention: cfg.queueRetention, AgentRetention: cfg.agentRetention, DepartureLookups: cfg.departureLookups,
 		Tags: cfg.tags, MinInterval: cfg.minInterval, Timeout: cfg.timeout, Logger: logger,
+		Clusters: cfg.clusters, ClustersInterval: cfg.clustersInterval,
 	})
 }
 

@@ -248,8 +248,8 @@ func TestFlagsAndLandingPage(t *testing.T) {
 	}
 	for _, want := range []string{
 		`buildkite_up{organization="acme"} 1`,
-		`buildkite_agents{connection_state="connected",organization="acme",queue="build"} 2`,
-		`buildkite_agents{connection_state="connected",organization="acme",queue="gpu"} 0`,
+		`buildkite_agents{buildkite_cluster="",connection_state="connected",organization="acme",queue="build"} 2`,
+		`buildkite_agents{buildkite_cluster="",connection_state="connected",organization="acme",queue="gpu"} 0`,
 		`buildkite_agents_by_tag{key="size",organization="acme",value="large"} 3`,
 		`buildkite_exporter_api_requests_total{code="200",organization="acme"} 1`,
 		`buildkite_exporter_build_info{`,
@@ -507,10 +507,10 @@ func TestMetricsEncoding(t *testing.T) {
 		}
 		for _, want := range []string{
 			`buildkite_up{organization="acme"} 1`,
-			`buildkite_agents_busy{organization="acme",queue="build"} 0`,
+			`buildkite_agents_busy{buildkite_cluster="",organization="acme",queue="build"} 0`,
 			"# TYPE buildkite_agent_info gauge\n",
-			`buildkite_agent_info{arch="",connection_state="connected",hostname="host-2",id="0b461f65-e7be-4c80-888a-ef11d81fd972",ip_address="",name="agent-2",organization="acme",os="",queue="deploy",version="3.80.0"} 1`,
-			`buildkite_agent_meta_data{id="0b461f65-e7be-4c80-888a-ef11d81fd970",key="size",name="agent-0",organization="acme",queue="build",value="large"} 1`,
+			`buildkite_agent_info{arch="",buildkite_cluster="",connection_state="connected",hostname="host-2",id="0b461f65-e7be-4c80-888a-ef11d81fd972",ip_address="",name="agent-2",organization="acme",os="",queue="deploy",version="3.80.0"} 1`,
+			`buildkite_agent_meta_data{buildkite_cluster="",id="0b461f65-e7be-4c80-888a-ef11d81fd970",key="size",name="agent-0",organization="acme",queue="build",value="large"} 1`,
 		} {
 			if !bytes.Contains(body, []byte(want)) {
 				t.Errorf("Accept-Encoding %q: no %q in\n%s", tt.acceptEncoding, want, body)
