@@ -60,7 +60,8 @@ type Organization struct {
 	Collections []Collection `json:"collections"`
 
 	// Fleet numbers of the latest collection; only when it succeeded.
-	Agents      *AgentTotals `json:"agents,omitempty"`
+	Agents *AgentTotals `json:"agents,omitempty"`
+	// Queues sorted by cluster (unclustered first), then queue.
 	Queues      []Queue      `json:"queues"`
 	Versions    []Version    `json:"versions"`
 	LongestIdle []IdleAgent  `json:"longest_idle"`
@@ -71,6 +72,19 @@ type Organization struct {
 	// succeeded. DepartedTotal counts them all.
 	Departed      []DepartedAgent `json:"departed"`
 	DepartedTotal int             `json:"departed_total"`
+
+	// Clusters is the latest clusters read; nil with
+	// --no-collector.clusters or before the first.
+	Clusters *ClustersRead `json:"clusters,omitempty"`
+}
+
+// ClustersRead is the outcome of the latest read of clusters and queues.
+type ClustersRead struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"` // as logged; "" when OK
+	// PausedQueues are the queues whose dispatch is paused, from the last
+	// good read (kept when the latest failed).
+	PausedQueues []Queue `json:"paused_queues"`
 }
 
 // Collection is one collection of one organization.
@@ -110,6 +124,9 @@ type AgentTotals struct {
 // Queue is one queue's fleet gauges. An agent serving several queues counts
 // in each.
 type Queue struct {
+	// Cluster is the buildkite_cluster label: the cluster's name, its ID
+	// while the name is unknown, "" when unclustered.
+	Cluster   string         `json:"buildkite_cluster"`
 	Queue     string         `json:"queue"`
 	Connected int            `json:"connected"`
 	Busy      int            `json:"busy"`
@@ -119,6 +136,10 @@ type Queue struct {
 	// Utilisation is busy/connected in [0, 1]; null when no agent is
 	// connected.
 	Utilisation *float64 `json:"utilisation"`
+	// DispatchPaused: Buildkite dispatches no jobs to the queue (since
+	// DispatchPausedAt, when given).
+	DispatchPaused   bool       `json:"dispatch_paused"`
+	DispatchPausedAt *time.Time `json:"dispatch_paused_at,omitempty"`
 }
 
 // Version is the number of agents running one agent version.
@@ -290,12 +311,13 @@ func buildOrg(o collector.OrgStatus) Organization {
 			State: d.State, At: shown(d.At), LastSeen: shown(d.LastSeen),
 		})
 	}
+	org.Clusters = clustersOf(s)
 	if s.Err != nil {
 		return org
 	}
 	org.Agents = totals(s.Agents)
 	for _, q := range s.Queues {
-		org.Queues = append(org.Queues, queueOf(q))
+		org.Queues = append(org.Queues, queueOf(q, s.Dispatch))
 	}
 	org.Versions = versions(s)
 	org.LongestIdle = longestIdle(s.Agents, s.End)
@@ -375,10 +397,46 @@ func totals(agents []collector.AgentView) *AgentTotals {
 	return t
 }
 
-func queueOf(q collector.QueueCounts) Queue {
+// clustersOf is the snapshot's clusters read; nil when clusters are not
+// read.
+func clustersOf(s *collector.Snapshot) *ClustersRead {
+	if s.ClustersErr == nil && !s.ClustersUp && s.Dispatch == nil {
+		return nil
+	}
+	c := &ClustersRead{OK: s.ClustersUp, PausedQueues: []Queue{}}
+	if s.ClustersErr != nil {
+		c.Error = s.ClustersErr.Error()
+	}
+	for _, d := range s.Dispatch {
+		if d.Paused {
+			c.PausedQueues = append(c.PausedQueues, Queue{Cluster: d.Cluster, Queue: d.Queue, States: map[string]int{},
+				DispatchPaused: true, DispatchPausedAt: timePtr(d.PausedAt)})
+		}
+	}
+	return c
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// queueOf is a queue's gauges with its dispatch state, from dispatch
+// (sorted by cluster, then queue).
+func queueOf(q collector.QueueCounts, dispatch []collector.QueueDispatch) Queue {
 	out := Queue{
-		Queue: q.Queue, Connected: q.Connected(), Busy: q.Busy, Idle: q.Idle, Paused: q.Paused,
+		Cluster: q.Cluster, Queue: q.Queue, Connected: q.Connected(), Busy: q.Busy, Idle: q.Idle, Paused: q.Paused,
 		States: make(map[string]int, len(q.States)),
+	}
+	i := sort.Search(len(dispatch), func(i int) bool {
+		d := dispatch[i]
+		return d.Cluster > q.Cluster || d.Cluster == q.Cluster && d.Queue >= q.Queue
+	})
+	if i < len(dispatch) && dispatch[i].Cluster == q.Cluster && dispatch[i].Queue == q.Queue && dispatch[i].Paused {
+		out.DispatchPaused, out.DispatchPausedAt = true, timePtr(dispatch[i].PausedAt)
 	}
 	for k, v := range q.States {
 		out.States[k] = v
@@ -406,7 +464,11 @@ func versions(s *collector.Snapshot) []Version {
 		get(s.Agents[i].Version).Agents++
 	}
 	for _, vc := range s.Versions {
-		get(vc.Version).Queues[vc.Queue] += vc.Agents
+		queue := vc.Queue
+		if vc.Cluster != "" {
+			queue = vc.Cluster + "/" + vc.Queue
+		}
+		get(vc.Version).Queues[queue] += vc.Agents
 	}
 	out := make([]Version, 0, len(byVersion))
 	for _, v := range byVersion {

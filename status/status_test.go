@@ -168,7 +168,7 @@ func text(page string) string {
 // queueRow returns the numbers of one row of the queue table.
 func queueRow(t *testing.T, page, queue string) map[string]string {
 	t.Helper()
-	re := regexp.MustCompile(`(?s)<tr data-queue="` + regexp.QuoteMeta(queue) + `">(.*?)</tr>`)
+	re := regexp.MustCompile(`(?s)<tr data-queue="` + regexp.QuoteMeta(queue) + `"[^>]*>(.*?)</tr>`)
 	m := re.FindStringSubmatch(page)
 	if m == nil {
 		t.Fatalf("no row for queue %q in the queue table", queue)
