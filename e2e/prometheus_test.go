@@ -43,7 +43,14 @@ const (
 	demoOrg        = "demo"
 	demoAgentToken = "demo-agent-token"
 	emptiedQueue   = "release" // the scripted queue the scenario empties
-	scrapeJob      = "buildkite"
+	demoCluster    = "demo-cluster"
+	// backlogJoin joins the Agent Metrics backlog (of the queues the %s
+	// matchers select) with the agent counts, as the README's migration
+	// table and the alerts do.
+	backlogJoin = `sum by (organization, buildkite_cluster, queue) (buildkite_queue_jobs{%s})
+  / on (organization, buildkite_cluster, queue)
+  clamp_min(sum by (organization, buildkite_cluster, queue) (buildkite_agents{connection_state="connected"}), 1)`
+	scrapeJob = "buildkite"
 )
 
 // Rule timings in the copy Prometheus loads. Every `for:` becomes
@@ -172,6 +179,7 @@ scrape_configs:
 	api.waitNonEmpty(fmt.Sprintf(`buildkite:queue_agents_connected:sum{organization=%q, queue=%q} > 0`, demoOrg, emptiedQueue), 30*time.Second)
 	api.waitNonEmpty(fmt.Sprintf(`buildkite_agent_info{organization=%q, id=%q}`, demoOrg, lostAgentID), 30*time.Second)
 	api.waitNonEmpty(`buildkite_queue_jobs`, 30*time.Second)
+	api.waitNonEmpty(fmt.Sprintf(backlogJoin, fmt.Sprintf(`buildkite_cluster=%q, queue=%q`, demoCluster, emptiedQueue)), 30*time.Second)
 	if alerts := amAlerts(t, amURL); len(matchAlerts(alerts, "BuildkiteQueueNoConnectedAgents", map[string]string{"queue": emptiedQueue})) > 0 ||
 		len(matchAlerts(alerts, "BuildkiteAgentLost", map[string]string{"id": lostAgentID})) > 0 {
 		t.Fatalf("the scenario's alerts fire before the scenario: %v", alerts)
@@ -352,16 +360,25 @@ func startScriptedFleet(t *testing.T) *scriptedFleet {
 	srv := buildkitetest.NewServer()
 	t.Cleanup(srv.Close)
 	srv.AddToken(DemoToken)
-	srv.AddAgentToken(demoAgentToken, demoOrg, "demo-cluster")
+	srv.AddAgentToken(demoAgentToken, demoOrg, demoCluster)
+	// The agent token's cluster holds the scripted queues, so that the
+	// backlog joins the agent counts on organization, buildkite_cluster,
+	// queue; unclustered agents serve "default" and "windows" beside it.
+	// One queue has its dispatch paused, for the dashboards' panels.
 	sim := buildkitetest.NewSimulator(srv.Fake, demoOrg, buildkitetest.SimConfig{
-		Queues: []string{"default", "deploy", "macos", "windows"},
+		Queues: []string{"default", "windows"},
+		Clusters: []buildkitetest.SimCluster{{Name: demoCluster, Queues: []buildkitetest.SimQueue{
+			{Key: "default"}, {Key: "deploy"}, {Key: "macos"}, {Key: emptiedQueue, NoAgents: true}, {Key: "maintenance", DispatchPaused: true},
+		}}},
 		Agents: 30,
 		Seed:   1,
 	})
+	clusterID := buildkitetest.ClusterID(demoOrg, demoCluster)
 	now := time.Now()
 	agent := func(id, name, host, queue string) buildkitetest.Agent {
 		return buildkitetest.Agent{
-			ID: id, Name: name, Hostname: host, IPAddress: "10.0.200.1",
+			ClusterQueueID: buildkitetest.QueueID(clusterID, queue),
+			ID:             id, Name: name, Hostname: host, IPAddress: "10.0.200.1",
 			UserAgent: "buildkite-agent/3.77.0.10042 (linux; amd64)", Version: "3.77.0",
 			OSID: "linux", Arch: "amd64", Queue: queue,
 			MetaData:    []string{"queue=" + queue, "os=linux", "instance-type=c6i.xlarge"},

@@ -21,6 +21,7 @@ import (
 // queueRow is one row of the status page's queue table as the browser shows
 // it.
 type queueRow struct {
+	Cluster     string `json:"cluster"`
 	Queue       string `json:"queue"`
 	Connected   string `json:"connected"`
 	Busy        string `json:"busy"`
@@ -31,6 +32,7 @@ type queueRow struct {
 
 // readQueueTable reads the queue table out of the rendered DOM.
 const readQueueTable = `[...document.querySelectorAll('table.queues tr[data-queue]')].map(tr => ({
+	cluster: tr.dataset.cluster,
 	queue: tr.dataset.queue,
 	connected: tr.querySelector('[data-col=connected]').innerText.trim(),
 	busy: tr.querySelector('[data-col=busy]').innerText.trim(),
@@ -61,22 +63,33 @@ func TestStatusPage(t *testing.T) {
 	if up, ok := Value(metrics, "buildkite_up", map[string]string{"organization": "demo"}); !ok || up != 1 {
 		t.Fatalf("buildkite_up = %v (present: %v)", up, ok)
 	}
-	queues := LabelValues(metrics, "buildkite_agents_busy", "queue")
+	// Queues are per cluster: the demo fleet has a queue "default" in
+	// several clusters.
+	var queues []string
+	for _, m := range metrics["buildkite_agents_busy"].GetMetric() {
+		labels := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		queues = append(queues, labels["buildkite_cluster"]+"/"+labels["queue"])
+	}
 	if len(queues) == 0 {
 		t.Fatal("no buildkite_agents_busy series")
 	}
 	want := map[string]queueRow{}
 	totalConnected := 0.0
 	for _, q := range queues {
-		connected, ok1 := Value(metrics, "buildkite_agents", map[string]string{"organization": "demo", "queue": q, "connection_state": "connected"})
-		busy, ok2 := Value(metrics, "buildkite_agents_busy", map[string]string{"organization": "demo", "queue": q})
-		idle, ok3 := Value(metrics, "buildkite_agents_idle", map[string]string{"organization": "demo", "queue": q})
-		paused, ok4 := Value(metrics, "buildkite_agents_paused", map[string]string{"organization": "demo", "queue": q})
+		cluster, queue, _ := strings.Cut(q, "/")
+		series := map[string]string{"organization": "demo", "buildkite_cluster": cluster, "queue": queue}
+		connected, ok1 := Value(metrics, "buildkite_agents", map[string]string{"organization": "demo", "buildkite_cluster": cluster, "queue": queue, "connection_state": "connected"})
+		busy, ok2 := Value(metrics, "buildkite_agents_busy", series)
+		idle, ok3 := Value(metrics, "buildkite_agents_idle", series)
+		paused, ok4 := Value(metrics, "buildkite_agents_paused", series)
 		if !ok1 || !ok2 || !ok3 || !ok4 {
 			t.Fatalf("queue %s: a fleet series is missing", q)
 		}
 		totalConnected += connected
-		want[q] = queueRow{Queue: q, Connected: num(connected), Busy: num(busy), Idle: num(idle), Paused: num(paused)}
+		want[q] = queueRow{Cluster: cluster, Queue: queue, Connected: num(connected), Busy: num(busy), Idle: num(idle), Paused: num(paused)}
 	}
 	if totalConnected == 0 {
 		t.Fatal("the fake fleet has no connected agent; the comparison would prove little")
@@ -121,7 +134,7 @@ func TestStatusPage(t *testing.T) {
 	}
 	got := map[string]queueRow{}
 	for _, r := range rows {
-		got[r.Queue] = r
+		got[r.Cluster+"/"+r.Queue] = r
 	}
 	if len(got) != len(want) {
 		t.Errorf("the page shows %d queues, /metrics %d: %v vs %v", len(got), len(want), rows, queues)
