@@ -175,6 +175,7 @@ func TestStatusPage(t *testing.T) {
 			Organization string `json:"organization"`
 			OK           bool   `json:"ok"`
 			Queues       []struct {
+				Cluster   string `json:"buildkite_cluster"`
 				Queue     string `json:"queue"`
 				Connected int    `json:"connected"`
 				Busy      int    `json:"busy"`
@@ -188,8 +189,8 @@ func TestStatusPage(t *testing.T) {
 		t.Fatalf("JSON: %+v", page)
 	}
 	for _, q := range page.Organizations[0].Queues {
-		if w := want[q.Queue]; strconv.Itoa(q.Connected) != w.Connected || strconv.Itoa(q.Busy) != w.Busy {
-			t.Errorf("JSON queue %s: connected/busy %d/%d, /metrics %s/%s", q.Queue, q.Connected, q.Busy, w.Connected, w.Busy)
+		if w := want[q.Cluster+"/"+q.Queue]; strconv.Itoa(q.Connected) != w.Connected || strconv.Itoa(q.Busy) != w.Busy {
+			t.Errorf("JSON queue %s/%s: connected/busy %d/%d, /metrics %s/%s", q.Cluster, q.Queue, q.Connected, q.Busy, w.Connected, w.Busy)
 		}
 	}
 
