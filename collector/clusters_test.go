@@ -1,10 +1,8 @@
 package collector_test
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,24 +12,6 @@ import (
 	"github.com/buildkite-exporter/buildkite_exporter/client/buildkitetest"
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
 )
-
-// syncBuffer is a log sink for concurrent collections.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // newClusterEnv is newEnv with clusters read, and a token with scopes
 // (read_agents and read_clusters when none are given).
@@ -162,8 +142,8 @@ func TestClustersWithoutScope(t *testing.T) {
 	if n := series(fams, "buildkite_queue_dispatch_paused"); n != 0 {
 		t.Errorf("%d dispatch series without a clusters read", n)
 	}
-	if n := strings.Count(logs.String(), "lacks the read_clusters scope"); n != 1 {
-		t.Errorf("%d log lines name read_clusters, want 1:\n%s", n, logs)
+	if n := logs.count("lacks the read_clusters scope"); n != 1 {
+		t.Errorf("%d log lines name read_clusters, want 1:\n%s", n, &logs.buf)
 	}
 	if n := clusterRequests(e); n != 1 {
 		t.Errorf("%d clusters requests in 3 scrapes, want 1 (the next after the interval)", n)
@@ -237,8 +217,8 @@ func TestClustersReadFails(t *testing.T) {
 	if clusterRequests(e) == before {
 		t.Error("a failed read is not retried at the next collection")
 	}
-	if n := strings.Count(logs.String(), "reading clusters failed"); n != 2 {
-		t.Errorf("%d failure log lines, want 2 (one per failure):\n%s", n, logs)
+	if n := logs.count("reading clusters failed"); n != 2 {
+		t.Errorf("%d failure log lines, want 2 (one per failure):\n%s", n, &logs.buf)
 	}
 }
 
