@@ -374,6 +374,9 @@ func startScriptedFleet(t *testing.T) *scriptedFleet {
 		Seed:   1,
 	})
 	clusterID := buildkitetest.ClusterID(demoOrg, demoCluster)
+	// Queue wait times on the fake's GraphQL API, for the wait-time panels
+	// and alert once the exporter reads them (--collector.queue-metrics).
+	srv.AddGraphQLQueue(demoOrg, demoCluster, "default", "deploy", "macos", emptiedQueue)
 	now := time.Now()
 	agent := func(id, name, host, queue string) buildkitetest.Agent {
 		return buildkitetest.Agent{
