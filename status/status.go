@@ -555,67 +555,87 @@ func longestJobs(agents []collector.AgentView, asOf time.Time) []RunningJob {
 	return out[:min(len(out), TopN)]
 }
 
+// explanation is what Explain says of one kind of error; problem may
+// name the HTTP status of an *client.APIError.
+type explanation struct {
+	kind    error
+	problem func(err error, code string) string
+	advice  string
+}
+
+func fixed(s string) func(error, string) string { return func(error, string) string { return s } }
+
+func withCode(before, after string) func(error, string) string {
+	return func(_ error, code string) string { return before + code + after }
+}
+
+const rateLimitAdvice = "Wait for the reset. If it keeps happening, scrape less often, set --collector.min-interval (HA pairs), lower --collector.departure-lookups, or check what else uses the same token (the per-user limit is shared by every organization of the token)."
+
+// explanations are tried in order; the first whose kind matches explains.
+var explanations = []explanation{
+	{client.ErrUnauthorized, withCode("Buildkite rejected the API token", ": it is missing, invalid or revoked."),
+		"Check the token in BUILDKITE_API_TOKEN or the --buildkite.token-file file; create a new API access token with the read_agents scope if it was revoked."},
+	{client.ErrForbidden, withCode("The API token may not read this organization's agents", "."), ""}, // advice names the scope
+	{client.ErrNotFound, withCode("Buildkite does not know this organization", ", or the token cannot see it."),
+		"Check the slug given to --buildkite.organization (as in buildkite.com/<slug>) and that the token's organizations include it."},
+	{client.ErrRateLimited, rateLimitProblem, rateLimitAdvice},
+	{client.ErrServer, withCode("Buildkite answered with a server error", "."),
+		"Usually temporary: the next scrape retries. If it persists, check https://www.buildkitestatus.com/ or the proxy in --buildkite.api-url."},
+	{client.ErrMalformed, fixed("The answer from Buildkite could not be read (malformed or cut short)."),
+		"If it persists, check that --buildkite.api-url points at Buildkite's REST API and that no proxy alters the answers."},
+	{client.ErrUnsafeLink, fixed("Buildkite or a proxy redirected the request to another host, where the exporter will not send the token."),
+		"Check --buildkite.api-url: it must be the API itself or a proxy that answers without redirecting elsewhere."},
+	{client.ErrPageLimit, fixed("Paging through the agent list did not end, or the API ignored the page parameter."),
+		"The API or a proxy returned endless next-page links or the same page again; check --buildkite.api-url and any caching proxy."},
+	{client.ErrRejected, withCode("Buildkite rejected the request", "."),
+		"Check --buildkite.api-url and the organization slug; report a bug if they are right."},
+	{context.DeadlineExceeded, fixed("The collection did not finish in time."),
+		"Raise Prometheus' scrape_timeout (the exporter uses it minus --web.timeout-offset) or --buildkite.timeout, or raise --buildkite.page-concurrency for large fleets."},
+	{context.Canceled, fixed("The scrape was cancelled before the collection finished."),
+		"Prometheus gave up waiting or the exporter shut down; see the scrape timeout."},
+}
+
 // Explain says in plain words what a collection error means and what to do
 // about it.
 func Explain(err error) (problem, advice string) {
 	var apiErr *client.APIError
-	hasAPI := errors.As(err, &apiErr)
-	code := func() string {
-		if hasAPI {
-			return fmt.Sprintf(" (HTTP %d)", apiErr.StatusCode)
-		}
-		return ""
+	code := ""
+	if errors.As(err, &apiErr) {
+		code = fmt.Sprintf(" (HTTP %d)", apiErr.StatusCode)
 	}
-	switch {
-	case errors.Is(err, client.ErrUnauthorized):
-		return "Buildkite rejected the API token" + code() + ": it is missing, invalid or revoked.",
-			"Check the token in BUILDKITE_API_TOKEN or the --buildkite.token-file file; create a new API access token with the read_agents scope if it was revoked."
-	case errors.Is(err, client.ErrForbidden):
-		scope := "read_agents"
-		if hasAPI && apiErr.Scope != "" {
-			scope = apiErr.Scope
+	for _, e := range explanations {
+		if !errors.Is(err, e.kind) {
+			continue
 		}
-		return "The API token may not read this organization's agents" + code() + ".",
-			"Give the token the " + scope + " scope and access to this organization (Buildkite → Personal Settings → API Access Tokens)."
-	case errors.Is(err, client.ErrNotFound):
-		return "Buildkite does not know this organization" + code() + ", or the token cannot see it.",
-			"Check the slug given to --buildkite.organization (as in buildkite.com/<slug>) and that the token's organizations include it."
-	case errors.Is(err, client.ErrRateLimited):
-		var rl *client.RateLimitError
-		if errors.As(err, &rl) && !rl.ResetAt.IsZero() {
-			what := "Buildkite answered 429 Too Many Requests"
-			if !rl.Sent {
-				what = "The rate limit of an earlier 429 is still in force, so the exporter sent nothing"
+		advice = e.advice
+		if e.kind == client.ErrForbidden {
+			scope := "read_agents"
+			if apiErr != nil && apiErr.Scope != "" {
+				scope = apiErr.Scope
 			}
-			return what + "; no request goes to this organization until " + rl.ResetAt.UTC().Format(time.RFC3339) + ".",
-				"Wait for the reset. If it keeps happening, scrape less often, set --collector.min-interval (HA pairs), lower --collector.departure-lookups, or check what else uses the same token."
+			advice = "Give the token the " + scope + " scope and access to this organization (Buildkite → Personal Settings → API Access Tokens)."
 		}
-		return "Buildkite's API rate limit for this organization is spent.",
-			"Wait for the reset. If it keeps happening, scrape less often, set --collector.min-interval (HA pairs), lower --collector.departure-lookups, or check what else uses the same token."
-	case errors.Is(err, client.ErrServer):
-		return "Buildkite answered with a server error" + code() + ".",
-			"Usually temporary: the next scrape retries. If it persists, check https://www.buildkitestatus.com/ or the proxy in --buildkite.api-url."
-	case errors.Is(err, client.ErrMalformed):
-		return "The answer from Buildkite could not be read (malformed or cut short).",
-			"If it persists, check that --buildkite.api-url points at Buildkite's REST API and that no proxy alters the answers."
-	case errors.Is(err, client.ErrUnsafeLink):
-		return "A pagination link pointed somewhere the exporter will not send the token.",
-			"Check --buildkite.api-url: it must be the URL the API's own Link headers use (a proxy must rewrite them consistently)."
-	case errors.Is(err, client.ErrPageLimit):
-		return "Paging through the agent list did not end.",
-			"The API or a proxy returned endless next-page links; check --buildkite.api-url."
-	case errors.Is(err, client.ErrRejected):
-		return "Buildkite rejected the request" + code() + ".",
-			"Check --buildkite.api-url and the organization slug; report a bug if they are right."
-	case errors.Is(err, context.DeadlineExceeded):
-		return "The collection did not finish in time.",
-			"Raise Prometheus' scrape_timeout (the exporter uses it minus --web.timeout-offset) or --buildkite.timeout, or raise --buildkite.page-concurrency for large fleets."
-	case errors.Is(err, context.Canceled):
-		return "The scrape was cancelled before the collection finished.",
-			"Prometheus gave up waiting or the exporter shut down; see the scrape timeout."
+		return e.problem(err, code), advice
 	}
 	return "The exporter could not reach Buildkite.",
 		"Check network access, DNS and proxy settings from the exporter to the host in --buildkite.api-url."
+}
+
+// rateLimitProblem says until when requests are held back, when known.
+func rateLimitProblem(err error, _ string) string {
+	var rl *client.RateLimitError
+	if !errors.As(err, &rl) || rl.ResetAt.IsZero() {
+		return "Buildkite's API rate limit for this organization is spent."
+	}
+	what := "Buildkite answered 429 Too Many Requests"
+	if !rl.Sent {
+		what = "The rate limit of an earlier 429 is still in force, so the exporter sent nothing"
+	}
+	whom := "this organization"
+	if rl.Scope == client.ScopeRestUser {
+		whom = "any organization of this token (the per-user limit)"
+	}
+	return what + "; no request goes to " + whom + " until " + rl.ResetAt.UTC().Format(time.RFC3339) + "."
 }
 
 // maxErrorRunes bounds an error text on the page.

@@ -452,7 +452,7 @@ func TestExplain(t *testing.T) {
 		{&client.RateLimitError{Org: "acme", ResetAt: epoch}, "earlier 429 is still in force", "Wait for the reset"},
 		{errors.Join(&client.APIError{StatusCode: 502}, client.ErrServer), "server error (HTTP 502)", "buildkitestatus.com"},
 		{fmt.Errorf("page 2: %w", client.ErrMalformed), "could not be read", "proxy"},
-		{client.ErrUnsafeLink, "pagination link", "--buildkite.api-url"},
+		{client.ErrUnsafeLink, "redirected the request to another host", "--buildkite.api-url"},
 		{client.ErrPageLimit, "did not end", "next-page links"},
 		{client.ErrRejected, "rejected the request", "--buildkite.api-url"},
 		{fmt.Errorf("list: %w", context.DeadlineExceeded), "did not finish in time", "scrape_timeout"},
