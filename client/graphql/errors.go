@@ -89,36 +89,11 @@ func (e *RateLimitError) Error() string {
 // Unwrap returns client.ErrRateLimited.
 func (e *RateLimitError) Unwrap() error { return client.ErrRateLimited }
 
-// errorBody is the shape of GraphQL error answers (and, in case a proxy
-// answers, of REST ones).
+// errorBody is the shape of a GraphQL answer's errors array.
 type errorBody struct {
 	Errors []struct {
 		Message string `json:"message"`
 	} `json:"errors"`
-	Message string `json:"message"`
-}
-
-// errorMessages returns the first few messages of a bounded body,
-// sanitized; a body that is not JSON (a proxy's HTML page) is one message.
-func errorMessages(b []byte, tok string) []string {
-	if len(b) > maxErrorBodyBytes {
-		b = b[:maxErrorBodyBytes]
-	}
-	var eb errorBody
-	if err := json.Unmarshal(b, &eb); err != nil {
-		return []string{safety.SanitizeMessage(string(b), tok)}
-	}
-	var out []string
-	for _, e := range eb.Errors {
-		if len(out) == maxQueryMessages {
-			break
-		}
-		out = append(out, safety.SanitizeMessage(e.Message, tok))
-	}
-	if len(out) == 0 && eb.Message != "" {
-		out = append(out, safety.SanitizeMessage(eb.Message, tok))
-	}
-	return out
 }
 
 // queryErrors returns the first few messages of a 200 answer's errors
@@ -138,32 +113,6 @@ func queryErrors(b []byte, tok string) []string {
 		out = append(out, msg)
 	}
 	return out
-}
-
-// statusError maps an answer other than 200 to a typed error. now is when
-// the answer arrived.
-func statusError(org string, code int, h http.Header, body []byte, tok string, now time.Time) error {
-	msgs := errorMessages(body, tok)
-	msg := strings.Join(msgs, "; ")
-	if code == http.StatusTooManyRequests {
-		return rateLimitError(org, h, msg, now)
-	}
-	e := &HTTPError{StatusCode: code, Message: msg}
-	switch {
-	case code == http.StatusUnauthorized:
-		e.kind = client.ErrUnauthorized
-	case code == http.StatusForbidden:
-		e.kind = client.ErrForbidden
-	case code == http.StatusNotFound:
-		e.kind = client.ErrNotFound
-	case code >= 500:
-		e.kind = client.ErrServer
-	case code >= 400:
-		e.kind = client.ErrRejected
-	default: // 1xx, another 2xx, an unfollowed 3xx
-		e.kind = client.ErrMalformed
-	}
-	return e
 }
 
 // rateLimitError reads which budget a 429 spent: the user's when its

@@ -10,6 +10,7 @@
 package graphql
 
 import (
+	"cmp"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -20,7 +21,7 @@ import (
 	"time"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
-	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/httpapi"
 )
 
 // DefaultURL is Buildkite's GraphQL endpoint.
@@ -41,9 +42,6 @@ const (
 	initialQueuePageSize    = 20
 	defaultMaxRequests      = 200
 	defaultMaxResponseBytes = 8 << 20
-	defaultUserAgent        = "buildkite_exporter"
-	maxErrorBodyBytes       = 64 << 10
-	maxDrainBytes           = 256 << 10
 )
 
 //go:embed queue_metrics.graphql
@@ -81,13 +79,11 @@ type Config struct {
 // concurrent use.
 type Client struct {
 	url         *url.URL
+	req         *httpapi.Requester
 	token       client.TokenSource
-	http        *http.Client
-	maxBytes    int64
 	maxRequests int
 	observer    client.Observer
 	now         func() time.Time
-	userAgent   string
 
 	mu   sync.Mutex
 	orgs map[string]*orgState
@@ -109,51 +105,47 @@ type budget struct {
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
-	if cfg.Token == nil {
+	switch {
+	case cfg.Token == nil:
 		return nil, errors.New("graphql: Config.Token is required")
+	case cfg.MaxResponseBytes < 0:
+		return nil, errors.New("graphql: Config.MaxResponseBytes must not be negative")
+	case cfg.MaxRequests < 0:
+		return nil, errors.New("graphql: Config.MaxRequests must not be negative")
 	}
 	raw := cfg.URL
 	if raw == "" {
 		raw = DefaultURL
 	}
-	u, err := safety.ParseBaseURL(raw)
+	u, err := httpapi.ParseBaseURL(raw)
 	if err != nil {
 		return nil, fmt.Errorf("graphql: %w", err)
 	}
-	c := &Client{
-		url: u, token: cfg.Token, maxBytes: cfg.MaxResponseBytes, maxRequests: cfg.MaxRequests,
-		observer: cfg.Observer, now: cfg.Now, userAgent: cfg.UserAgent, orgs: map[string]*orgState{},
-	}
-	switch {
-	case c.maxBytes < 0:
-		return nil, errors.New("graphql: Config.MaxResponseBytes must not be negative")
-	case c.maxBytes == 0:
-		c.maxBytes = defaultMaxResponseBytes
-	}
-	switch {
-	case c.maxRequests < 0:
-		return nil, errors.New("graphql: Config.MaxRequests must not be negative")
-	case c.maxRequests == 0:
-		c.maxRequests = defaultMaxRequests
-	}
+	c := &Client{url: u, token: cfg.Token, maxRequests: cmp.Or(cfg.MaxRequests, defaultMaxRequests),
+		observer: cfg.Observer, now: cfg.Now, orgs: map[string]*orgState{}}
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.userAgent == "" {
-		c.userAgent = defaultUserAgent
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute} // the requester adds its transport
 	}
-	var hc http.Client
-	if cfg.HTTPClient != nil {
-		hc = *cfg.HTTPClient // a copy: the caller's keeps its redirect policy
-	} else {
-		hc = http.Client{Transport: safety.NewTransport(&http.Transport{Proxy: http.ProxyFromEnvironment}), Timeout: time.Minute}
+	c.req, err = httpapi.New(httpapi.Config{
+		Base:         u,
+		Token:        cfg.Token.Token,
+		TokenName:    "API token",
+		HTTPClient:   hc,
+		MaxBodyBytes: cmp.Or(cfg.MaxResponseBytes, defaultMaxResponseBytes),
+		UserAgent:    cfg.UserAgent,
+		Observe:      c.observe,
+		Gate:         c.gate,
+		Header:       c.recordHeaders,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("graphql: %w", err)
 	}
-	hc.CheckRedirect = safety.RedirectPolicy(c.url, hc.CheckRedirect, 3, errForeignRedirect)
-	c.http = &hc
 	return c, nil
 }
-
-var errForeignRedirect = fmt.Errorf("%w: redirect to another host refused", client.ErrUnsafeLink)
 
 // RateLimits are the two GraphQL budgets that apply to requests for one
 // organization, in complexity points, each from the latest response that
@@ -204,9 +196,8 @@ func (c *Client) gate(org string) error {
 	return e
 }
 
-// recordHeaders keeps the rate-limit headers of an answer for org and,
-// for a 429, closes the budget it names until its reset.
-func (c *Client) recordHeaders(org string, h http.Header, rateLimited *RateLimitError) {
+// recordHeaders keeps the rate-limit headers of every answer for org.
+func (c *Client) recordHeaders(org string, _ int, h http.Header) {
 	now := c.now()
 	orgRL, hasOrg := parseRateLimit(h, "RateLimit-", now)
 	userRL, hasUser := parseRateLimit(h, "RateLimit-User-", now)
@@ -219,10 +210,13 @@ func (c *Client) recordHeaders(org string, h http.Header, rateLimited *RateLimit
 	if hasUser {
 		c.user.last, c.user.known = userRL, true
 	}
-	if rateLimited == nil {
-		return
-	}
-	b := &st.budget
+}
+
+// block closes the budget a 429 spent until its reset.
+func (c *Client) block(org string, rateLimited *RateLimitError) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := &c.stateLocked(org).budget
 	if rateLimited.Scope == ScopeGraphQLUser {
 		b = &c.user
 	}

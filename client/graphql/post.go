@@ -1,88 +1,68 @@
 package graphql
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
-	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
+	"github.com/buildkite-exporter/buildkite_exporter/client/internal/httpapi"
 )
 
 // post sends one GraphQL operation for org and returns the body of a 200
-// answer without errors; *requests counts the requests sent. It is the
-// client's only HTTP code: the token is checked and sent only to c.url,
-// every answer's rate-limit headers are kept, bodies are bounded, and every
-// error has the token redacted. No retry: the next poll is the retry.
+// answer without errors; *requests counts the requests sent. The shared
+// requester (httpapi) sends the token only to c.url's origin, bounds the
+// body, checks its content type, redacts errors, counts requests for the
+// Observer, hands every answer's headers to recordHeaders and refuses a
+// request inside a 429 window (gate). What is GraphQL's own stays here: an
+// errors array in a 200 answer, and which budget a 429 spent. No retry:
+// the next poll is the retry.
 func (c *Client) post(ctx context.Context, org, operation string, vars map[string]any, requests *int) ([]byte, error) {
-	if err := c.gate(org); err != nil {
-		return nil, err
-	}
-	tok, err := c.token.Token()
-	if err == nil {
-		err = safety.CheckToken(tok)
+	var body []byte
+	n, err := c.req.Do(ctx, httpapi.Request{Method: http.MethodPost, URL: c.url, Body: encodeRequest(operation, vars), Key: org},
+		func(resp *httpapi.Response) error {
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%w: HTTP %d, want 200", client.ErrMalformed, resp.StatusCode)
+			}
+			// The requester redacts the token from errors; a 200's errors
+			// array is sanitized the same way.
+			if msgs := queryErrors(resp.Body, c.currentToken()); len(msgs) > 0 {
+				return &QueryError{Org: org, Operation: operation, Messages: msgs}
+			}
+			body = append([]byte(nil), resp.Body...) // resp.Body is the requester's buffer
+			return nil
+		})
+	*requests += n
+	var ae *httpapi.APIError
+	if errors.As(err, &ae) {
+		return nil, c.statusError(org, ae)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("API token: %w", err)
+		return nil, err // a *QueryError stays in the chain, redacted once more by the requester
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url.String(), bytes.NewReader(encodeRequest(operation, vars)))
-	if err != nil {
-		return nil, safety.SanitizeTransportError(err, tok)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	*requests++
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.observe(org, 0)
-		return nil, safety.SanitizeTransportError(err, tok)
-	}
-	defer safety.DrainClose(resp.Body, maxDrainBytes)
-	c.observe(org, resp.StatusCode)
-
-	limit := c.maxBytes
-	if resp.StatusCode != http.StatusOK {
-		limit = maxErrorBodyBytes
-	}
-	b, readErr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	var rateLimited *RateLimitError
-	if resp.StatusCode != http.StatusOK {
-		err = statusError(org, resp.StatusCode, resp.Header, b, tok, c.now())
-		errors.As(err, &rateLimited)
-	}
-	c.recordHeaders(org, resp.Header, rateLimited)
-	switch {
-	case err != nil:
-		return nil, err
-	case readErr != nil:
-		return nil, fmt.Errorf("%w: reading the response body: %s", client.ErrMalformed, safety.Redact(readErr.Error(), tok))
-	case int64(len(b)) > limit:
-		return nil, fmt.Errorf("%w: response body exceeds %d bytes", client.ErrMalformed, limit)
-	}
-	if err := checkContentType(resp.Header.Get("Content-Type"), tok); err != nil {
-		return nil, err
-	}
-	if msgs := queryErrors(b, tok); len(msgs) > 0 {
-		return nil, &QueryError{Org: org, Operation: operation, Messages: msgs}
-	}
-	return b, nil
+	return body, nil
 }
 
-// checkContentType accepts JSON (application/json, or GraphQL's own
-// application/graphql-response+json) with a UTF-8 (or no) charset.
-func checkContentType(ct, tok string) error {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err == nil && (mt == "application/json" || mt == "application/graphql-response+json") {
-		switch params["charset"] {
-		case "", "utf-8", "UTF-8", "utf8":
-			return nil
-		}
+// currentToken is the token to redact from a 200's messages before they
+// are shortened; "" when it cannot be read now. (Should it have rotated
+// since the request, the requester still redacts the one it sent from the
+// whole error.)
+func (c *Client) currentToken() string {
+	tok, err := c.token.Token()
+	if err != nil {
+		return ""
 	}
-	return fmt.Errorf("%w: content type %q, want application/json", client.ErrMalformed, safety.SanitizeMessage(ct, tok))
+	return tok
+}
+
+// statusError maps an answer other than 2xx to the package's typed errors:
+// a 429 closes the budget it spent until its reset.
+func (c *Client) statusError(org string, ae *httpapi.APIError) error {
+	if ae.StatusCode == http.StatusTooManyRequests {
+		rle := rateLimitError(org, ae.Header, ae.Message, c.now())
+		c.block(org, rle)
+		return rle
+	}
+	return &HTTPError{StatusCode: ae.StatusCode, Message: ae.Message, kind: ae.Unwrap()}
 }

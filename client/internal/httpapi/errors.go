@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"strings"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client/internal/safety"
 )
@@ -72,10 +73,30 @@ func (e *APIError) Unwrap() error { return e.kind }
 const maxErrorBodyBytes = 64 << 10
 
 // errorBody is Buildkite's error answer; 429s add scope and reset.
+// GraphQL's carry an errors array instead of a message.
 type errorBody struct {
 	Message string   `json:"message"`
 	Scope   string   `json:"scope"`
 	Reset   *float64 `json:"reset"`
+	Errors  []struct {
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+// maxErrorMessages is how many messages of an errors array an APIError
+// quotes.
+const maxErrorMessages = 3
+
+// message is the body's message, else its first few errors' joined.
+func (eb *errorBody) message() string {
+	if eb.Message != "" || len(eb.Errors) == 0 {
+		return eb.Message
+	}
+	msgs := make([]string, 0, maxErrorMessages)
+	for _, e := range eb.Errors[:min(len(eb.Errors), maxErrorMessages)] {
+		msgs = append(msgs, e.Message)
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // scopeRE finds a scope name in a 403 message: Buildkite's scopes are
@@ -105,7 +126,7 @@ func newAPIError(req Request, resp *http.Response, tok string) *APIError {
 	}
 	e := &APIError{
 		StatusCode: resp.StatusCode,
-		Message:    safety.SanitizeMessage(eb.Message, tok),
+		Message:    safety.SanitizeMessage(eb.message(), tok),
 		Method:     req.Method,
 		Path:       safety.Redact(req.URL.EscapedPath(), tok),
 		LimitScope: safety.SanitizeMessage(eb.Scope, tok),

@@ -356,11 +356,12 @@ func (r *Requester) handleOK(ctx context.Context, req Request, resp *http.Respon
 	return false, nil
 }
 
-// checkContentType accepts application/json, with a UTF-8 (or ASCII)
-// charset if any.
+// checkContentType accepts application/json (or GraphQL's
+// application/graphql-response+json), with a UTF-8 (or ASCII) charset if
+// any.
 func checkContentType(ct, tok string) error {
 	mt, params, err := mime.ParseMediaType(ct)
-	if err == nil && mt == "application/json" {
+	if err == nil && (mt == "application/json" || mt == "application/graphql-response+json") {
 		switch strings.ToLower(params["charset"]) {
 		case "", "utf-8", "utf8", "us-ascii":
 			return nil

@@ -85,6 +85,7 @@ func TestErrorMapping(t *testing.T) {
 		{429, `{"message":"slow","scope":"rest_user","reset":41.5}`, ErrRateLimited, 1},
 		{500, `<html>` + testToken + `</html>`, ErrServer, 3},
 		{302, ``, ErrMalformed, 1},
+		{401, `{"errors":[{"message":"bad ` + testToken + `"},{"message":"b"},{"message":"c"},{"message":"d"}]}`, ErrUnauthorized, 1},
 	} {
 		var hits atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -110,10 +111,33 @@ func TestErrorMapping(t *testing.T) {
 			if ae.Scope != "read_clusters" {
 				t.Errorf("403 scope %q", ae.Scope)
 			}
+		case 401:
+			if want := map[string]string{`{"message":"no"}`: "no"}[tc.body]; want == "" && ae.Message != "bad [REDACTED]; b; c" {
+				t.Errorf("401 with a GraphQL errors array: message %q", ae.Message)
+			}
 		case 429:
 			if ae.LimitScope != "rest_user" || ae.Reset != 42 || ae.Header == nil {
 				t.Errorf("429: %+v", ae)
 			}
+		}
+	}
+}
+
+// TestGraphQLContentType: GraphQL's own JSON media type is JSON.
+func TestGraphQLContentType(t *testing.T) {
+	for ct, ok := range map[string]bool{
+		"application/graphql-response+json": true, "application/json; charset=utf-8": true, "text/html": false,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ct)
+			io.WriteString(w, `{}`)
+		}))
+		r := newRequester(t, srv.URL, nil)
+		_, err := r.Do(context.Background(), Request{Method: http.MethodPost, URL: endpoint(t, r, "/v1"), Body: []byte(`{}`)},
+			func(*Response) error { return nil })
+		srv.Close()
+		if (err == nil) != ok || (err != nil && !errors.Is(err, ErrMalformed)) {
+			t.Errorf("%s: err %v", ct, err)
 		}
 	}
 }
