@@ -81,14 +81,14 @@ func (e *queueMetricsEnv) graphQLRequests() int {
 // acmeClusters: Linux has a queue with moving metrics and one whose
 // metrics are null, Default cluster a queue with fixed metrics, Empty none.
 func acmeClusters(s *buildkitetest.Server) {
-	s.AddGraphQLQueue("acme", "Linux", "small", "large")
+	s.AddClusterQueues("acme", "Linux", "small", "large")
 	s.SetQueueMetricsNull("acme", "Linux", "large", true)
-	s.AddGraphQLQueue("acme", "Default cluster", "default")
+	s.AddClusterQueues("acme", "Default cluster", "default")
 	s.SetQueueMetrics("acme", "Default cluster", "default", &buildkitetest.QueueMetricsValues{
 		Timestamp: epoch.Add(-time.Minute), JobsPassed: 12, JobsFailed: 3, WaitMin: 0.25, WaitP50: 8, WaitP95: 95.5, WaitMax: 300,
 	})
-	s.AddGraphQLQueue("acme", "Empty")
-	s.AddGraphQLQueue("acme", "gpu \xff", "a100") // not UTF-8
+	s.AddClusterQueues("acme", "Empty")
+	s.AddClusterQueues("acme", "gpu \xff", "a100") // not UTF-8
 }
 
 func TestQueueMetricsGolden(t *testing.T) {
@@ -206,10 +206,10 @@ func TestQueueMetricsInterval(t *testing.T) {
 func TestQueueMetricsPaging(t *testing.T) {
 	e := newQueueMetricsEnv(t, "acme")
 	for i := range 12 {
-		e.server.AddGraphQLQueue("acme", fmt.Sprintf("cluster-%02d", i), "default")
+		e.server.AddClusterQueues("acme", fmt.Sprintf("cluster-%02d", i), "default")
 	}
 	for i := range 24 {
-		e.server.AddGraphQLQueue("acme", "cluster-05", fmt.Sprintf("q%02d", i))
+		e.server.AddClusterQueues("acme", "cluster-05", fmt.Sprintf("q%02d", i))
 	}
 	if n := testutil.CollectAndCount(e.exporter, "buildkite_queue_wait_time_seconds"); n != 4*(12+24) {
 		t.Errorf("%d wait-time series, want %d", n, 4*(12+24))

@@ -107,6 +107,10 @@ func TestPrometheusAlertsAndDashboards(t *testing.T) {
 		"--buildkite.api-url", fleet.srv.URL,
 		"--buildkite.agent-api-url", fleet.srv.AgentURL,
 		"--buildkite.agent-token-file", agentTokenFile,
+		// Wait times of the same cluster queues, from the fake's GraphQL
+		// API, for the wait-time panels and alert.
+		"--collector.queue-metrics",
+		"--buildkite.graphql-url", fleet.srv.GraphQLURL,
 	)
 
 	// Alertmanager: every alert goes to a receiver that sends nothing; the
@@ -180,6 +184,7 @@ scrape_configs:
 	api.waitNonEmpty(fmt.Sprintf(`buildkite_agent_info{organization=%q, id=%q}`, demoOrg, lostAgentID), 30*time.Second)
 	api.waitNonEmpty(`buildkite_queue_jobs`, 30*time.Second)
 	api.waitNonEmpty(fmt.Sprintf(backlogJoin, fmt.Sprintf(`buildkite_cluster=%q, queue=%q`, demoCluster, emptiedQueue)), 30*time.Second)
+	api.waitNonEmpty(fmt.Sprintf(`buildkite_queue_wait_time_seconds{organization=%q, buildkite_cluster=%q, queue=%q, stat="p95"}`, demoOrg, demoCluster, emptiedQueue), 30*time.Second)
 	if alerts := amAlerts(t, amURL); len(matchAlerts(alerts, "BuildkiteQueueNoConnectedAgents", map[string]string{"queue": emptiedQueue})) > 0 ||
 		len(matchAlerts(alerts, "BuildkiteAgentLost", map[string]string{"id": lostAgentID})) > 0 {
 		t.Fatalf("the scenario's alerts fire before the scenario: %v", alerts)
@@ -374,9 +379,6 @@ func startScriptedFleet(t *testing.T) *scriptedFleet {
 		Seed:   1,
 	})
 	clusterID := buildkitetest.ClusterID(demoOrg, demoCluster)
-	// Queue wait times on the fake's GraphQL API, for the wait-time panels
-	// and alert once the exporter reads them (--collector.queue-metrics).
-	srv.AddGraphQLQueue(demoOrg, demoCluster, "default", "deploy", "macos", emptiedQueue)
 	now := time.Now()
 	agent := func(id, name, host, queue string) buildkitetest.Agent {
 		return buildkitetest.Agent{

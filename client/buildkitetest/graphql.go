@@ -3,12 +3,13 @@ package buildkitetest
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -20,7 +21,8 @@ import (
 // Fake through Handler at /graphql (Server.GraphQLURL). It is no GraphQL
 // engine: it answers the two operations the exporter sends for queue
 // metrics, by operationName and variables, with the shapes Buildkite's
-// schema gives them:
+// schema gives them, for the clusters and queues the REST API lists (same
+// names, keys and UUIDs):
 //
 //	QueueMetrics($org, $clusters, $after, $queues): a page of the
 //	    organization's clusters (by name), each with its first $queues queues
@@ -30,8 +32,8 @@ import (
 // Authentication is "Authorization: Bearer <token>" with a token added by
 // AddToken (any scopes: GraphQL access cannot be narrowed); an unknown one
 // answers 401. An organization the token cannot see answers
-// {"data":{"organization":null}}. Clusters and queues are those added with
-// AddGraphQLQueue. A queue's metrics are null when SetQueueMetricsNull says
+// {"data":{"organization":null}}. Clusters and queues are the Fake's
+// (AddCluster, PutQueue, AddClusterQueues, the Simulator's). A queue's metrics are null when SetQueueMetricsNull says
 // so, fixed when SetQueueMetrics gave them, and otherwise move with the
 // fake's clock: a new one-minute bucket every minute, its values derived
 // from the queue and the bucket. Cursors are opaque and name the last item
@@ -57,26 +59,18 @@ type QueueMetricsValues struct {
 	WaitMin, WaitP50, WaitP95, WaitMax float64
 }
 
-type gqlQueue struct {
-	uuid, key string
-	null      bool
-	fixed     *QueueMetricsValues
-}
-
-type gqlCluster struct {
-	uuid, name string
-	queues     map[string]*gqlQueue // by key
-}
-
 type pointsWindow struct {
 	start time.Time
 	used  int
 }
 
 // graphQLState is the GraphQL API's part of a Fake, kept beside it like
-// agentMetricsState and guarded by the Fake's mutex.
+// agentMetricsState and guarded by the Fake's mutex. The clusters and
+// queues are the Fake's own (AddCluster, PutQueue, AddClusterQueues):
+// this holds only what the REST API does not show.
 type graphQLState struct {
-	clusters               map[string]map[string]*gqlCluster // org -> name -> cluster
+	null                   map[string]bool                 // queue ID -> metrics null
+	fixed                  map[string]*QueueMetricsValues  // queue ID -> metrics fixed by SetQueueMetrics
 	errors                 []string
 	orgLimit, userLimit    int
 	orgWindows, userWindow map[string]*pointsWindow
@@ -91,7 +85,8 @@ func (f *Fake) graphQLStateLocked() *graphQLState {
 		return st.(*graphQLState)
 	}
 	st := &graphQLState{
-		clusters:   map[string]map[string]*gqlCluster{},
+		null:       map[string]bool{},
+		fixed:      map[string]*QueueMetricsValues{},
 		orgWindows: map[string]*pointsWindow{},
 		userWindow: map[string]*pointsWindow{},
 	}
@@ -102,65 +97,65 @@ func (f *Fake) graphQLStateLocked() *graphQLState {
 	return st
 }
 
-// GraphQLClusterUUID is the UUID the GraphQL API gives the cluster named
-// cluster of org.
-func GraphQLClusterUUID(org, cluster string) string { return fakeUUID("gql-cluster", org, cluster) }
-
-// GraphQLQueueUUID is the UUID the GraphQL API gives a queue.
-func GraphQLQueueUUID(org, cluster, queue string) string {
-	return fakeUUID("gql-queue", org, cluster, queue)
-}
-
-func fakeUUID(parts ...string) string {
-	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	h := hex.EncodeToString(sum[:16])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// AddGraphQLQueue adds the queue key of the cluster named cluster to org's
-// clusters as the GraphQL API lists them, creating the organization and
-// the cluster. With no queue it adds the cluster alone.
-func (f *Fake) AddGraphQLQueue(org, cluster string, queues ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.orgLocked(org)
-	st := f.graphQLStateLocked()
-	if st.clusters[org] == nil {
-		st.clusters[org] = map[string]*gqlCluster{}
+// AddClusterQueues declares the queue keys in org's cluster named cluster,
+// creating the organization and the cluster (with ID ClusterID(org,
+// cluster) and no default queue) when they do not exist; new queues get
+// IDs QueueID. Both APIs then list them. With no queue it adds the cluster
+// alone.
+func (f *Fake) AddClusterQueues(org, cluster string, queues ...string) {
+	id := f.clusterIDByName(org, cluster)
+	if id == "" {
+		id = f.PutCluster(org, Cluster{Name: cluster})
 	}
-	c := st.clusters[org][cluster]
-	if c == nil {
-		c = &gqlCluster{uuid: GraphQLClusterUUID(org, cluster), name: cluster, queues: map[string]*gqlQueue{}}
-		st.clusters[org][cluster] = c
+	have := map[string]bool{}
+	for _, q := range f.Queues(org, id) {
+		have[q.Key] = true
 	}
-	for _, q := range queues {
-		if c.queues[q] == nil {
-			c.queues[q] = &gqlQueue{uuid: GraphQLQueueUUID(org, cluster, q), key: q}
+	for _, key := range queues {
+		if !have[key] {
+			have[key] = true
+			f.PutQueue(org, id, Queue{Key: key})
 		}
 	}
 }
 
-// RemoveGraphQLCluster removes a cluster and its queues.
-func (f *Fake) RemoveGraphQLCluster(org, cluster string) {
+// clusterIDByName is the ID of org's cluster named name (the oldest, should
+// several share it), "" when there is none.
+func (f *Fake) clusterIDByName(org, name string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.graphQLStateLocked().clusters[org], cluster)
-}
-
-func (f *Fake) gqlQueueLocked(org, cluster, queue string) *gqlQueue {
-	if c := f.graphQLStateLocked().clusters[org][cluster]; c != nil {
-		return c.queues[queue]
+	for _, st := range f.sortedClustersLocked(org) {
+		if st.Name == name {
+			return st.ID
+		}
 	}
-	return nil
+	return ""
 }
 
-// SetQueueMetricsNull makes a queue's metrics null (as for an organization
-// without advanced queue metrics), or not.
+// queueIDByKeyLocked is the ID of the queue key in org's cluster named
+// cluster, "" when there is none; f.mu must be held.
+func (f *Fake) queueIDByKeyLocked(org, cluster, key string) string {
+	for _, st := range f.sortedClustersLocked(org) {
+		if st.Name != cluster {
+			continue
+		}
+		for _, q := range sortedQueues(st) {
+			if q.Key == key {
+				return q.ID
+			}
+		}
+	}
+	return ""
+}
+
+// SetQueueMetricsNull makes the metrics of a queue (by cluster name and
+// queue key) null, as for an organization without advanced queue metrics,
+// or not.
 func (f *Fake) SetQueueMetricsNull(org, cluster, queue string, null bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if q := f.gqlQueueLocked(org, cluster, queue); q != nil {
-		q.null = null
+	if id := f.queueIDByKeyLocked(org, cluster, queue); id != "" {
+		f.graphQLStateLocked().null[id] = null
 	}
 }
 
@@ -169,13 +164,17 @@ func (f *Fake) SetQueueMetricsNull(org, cluster, queue string, null bool) {
 func (f *Fake) SetQueueMetrics(org, cluster, queue string, m *QueueMetricsValues) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if q := f.gqlQueueLocked(org, cluster, queue); q != nil {
-		if m != nil {
-			c := *m
-			m = &c
-		}
-		q.fixed = m
+	id := f.queueIDByKeyLocked(org, cluster, queue)
+	if id == "" {
+		return
 	}
+	st := f.graphQLStateLocked()
+	if m == nil {
+		delete(st.fixed, id)
+		return
+	}
+	c := *m
+	st.fixed[id] = &c
 }
 
 // SetGraphQLErrors makes every GraphQL answer a 200 with these messages in
@@ -352,55 +351,59 @@ func pointsWindowAt(m map[string]*pointsWindow, key string, now time.Time) *poin
 }
 
 // answerLocked builds data.organization for req and its actual complexity.
+// Clusters are listed by name, queues by key (then by ID, which also
+// orders the cursors).
 func (f *Fake) answerLocked(st *graphQLState, req *graphQLRequest, now time.Time) (any, int) {
 	v := req.Variables
-	clusters := st.clusters[v.Org]
 	if req.OperationName == "ClusterQueues" {
-		for _, c := range clusters {
-			if c.uuid == v.Cluster {
-				conn, points := queuesConnection(c, v.Queues, v.After, now)
-				return map[string]any{"cluster": map[string]any{"queues": conn}}, 2 + points
-			}
+		if c := f.clusters[v.Org][v.Cluster]; c != nil {
+			conn, points := queuesConnection(st, c, v.Queues, v.After, now)
+			return map[string]any{"cluster": map[string]any{"queues": conn}}, 2 + points
 		}
 		return map[string]any{"cluster": nil}, 2
 	}
-	names := make([]string, 0, len(clusters))
-	for n := range clusters {
-		names = append(names, n)
+	clusters := slices.SortedFunc(maps.Values(f.clusters[v.Org]), func(a, b *clusterState) int {
+		return strings.Compare(sortKey(a.Name, a.ID), sortKey(b.Name, b.ID))
+	})
+	keys := make([]string, len(clusters))
+	for i, c := range clusters {
+		keys[i] = sortKey(c.Name, c.ID)
 	}
-	sort.Strings(names)
-	from := afterCursor(names, v.After)
-	to := min(from+v.Clusters, len(names))
+	from := afterCursor(keys, v.After)
+	to := min(from+v.Clusters, len(keys))
 	edges := []any{}
 	points := 4
-	for _, n := range names[from:to] {
-		c := clusters[n]
-		conn, qp := queuesConnection(c, v.Queues, "", now)
+	for i, c := range clusters[from:to] {
+		conn, qp := queuesConnection(st, c, v.Queues, "", now)
 		points += 1 + qp
-		edges = append(edges, map[string]any{"cursor": cursorOf(n), "node": map[string]any{"uuid": c.uuid, "name": c.name, "queues": conn}})
+		edges = append(edges, map[string]any{"cursor": cursorOf(keys[from+i]), "node": map[string]any{"uuid": c.ID, "name": c.Name, "queues": conn}})
 	}
-	return map[string]any{"clusters": map[string]any{"edges": edges, "pageInfo": pageInfo(names, to)}}, points
+	return map[string]any{"clusters": map[string]any{"edges": edges, "pageInfo": pageInfo(keys, to)}}, points
 }
 
+// sortKey orders clusters by name and queues by key, then by ID.
+func sortKey(name, id string) string { return name + "\x00" + id }
+
 // queuesConnection is a page of c's queues and its actual complexity.
-func queuesConnection(c *gqlCluster, first int, after string, now time.Time) (map[string]any, int) {
-	keys := make([]string, 0, len(c.queues))
-	for k := range c.queues {
-		keys = append(keys, k)
+func queuesConnection(st *graphQLState, c *clusterState, first int, after string, now time.Time) (map[string]any, int) {
+	queues := slices.SortedFunc(maps.Values(c.queues), func(a, b *Queue) int {
+		return strings.Compare(sortKey(a.Key, a.ID), sortKey(b.Key, b.ID))
+	})
+	keys := make([]string, len(queues))
+	for i, q := range queues {
+		keys[i] = sortKey(q.Key, q.ID)
 	}
-	sort.Strings(keys)
 	from := afterCursor(keys, after)
 	to := min(from+first, len(keys))
 	edges := []any{}
 	points := 3 // queues, edges, pageInfo
-	for _, k := range keys[from:to] {
-		q := c.queues[k]
+	for i, q := range queues[from:to] {
 		var metrics any
 		points++
-		if !q.null {
-			m := QueueMetricsAt(q.uuid, now)
-			if q.fixed != nil {
-				m = *q.fixed
+		if !st.null[q.ID] {
+			m := QueueMetricsAt(q.ID, now)
+			if st.fixed[q.ID] != nil {
+				m = *st.fixed[q.ID]
 			}
 			metrics = map[string]any{
 				"timestamp":       m.Timestamp.UTC().Format(time.RFC3339),
@@ -410,7 +413,7 @@ func queuesConnection(c *gqlCluster, first int, after string, now time.Time) (ma
 			}
 			points += 2
 		}
-		edges = append(edges, map[string]any{"cursor": cursorOf(k), "node": map[string]any{"uuid": q.uuid, "key": q.key, "metrics": metrics}})
+		edges = append(edges, map[string]any{"cursor": cursorOf(keys[from+i]), "node": map[string]any{"uuid": q.ID, "key": q.Key, "metrics": metrics}})
 	}
 	return map[string]any{"edges": edges, "pageInfo": pageInfo(keys, to)}, points
 }

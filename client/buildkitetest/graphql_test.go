@@ -58,12 +58,12 @@ func newGraphQLServer(t *testing.T) (*buildkitetest.Server, *buildkitetest.Clock
 
 func TestGraphQLQueueMetricsMoveWithTheClock(t *testing.T) {
 	s, clock := newGraphQLServer(t)
-	s.AddGraphQLQueue("acme", "Linux", "small", "large")
+	s.AddClusterQueues("acme", "Linux", "small", "large")
 	s.SetQueueMetricsNull("acme", "Linux", "large", true)
 	vars := map[string]any{"org": "acme", "clusters": 5, "queues": 5}
 	_, out := gqlPost(t, s, "tok", "QueueMetrics", vars)
 	node := path(out, "data", "organization", "clusters", "edges", 0, "node")
-	if path(node, "name") != "Linux" || path(node, "uuid") != buildkitetest.GraphQLClusterUUID("acme", "Linux") {
+	if path(node, "name") != "Linux" || path(node, "uuid") != buildkitetest.ClusterID("acme", "Linux") {
 		t.Fatalf("cluster node = %v", node)
 	}
 	large := path(node, "queues", "edges", 0, "node")
@@ -71,7 +71,7 @@ func TestGraphQLQueueMetricsMoveWithTheClock(t *testing.T) {
 		t.Errorf("large = %v, want null metrics", large)
 	}
 	small := path(node, "queues", "edges", 1, "node", "metrics")
-	want := buildkitetest.QueueMetricsAt(buildkitetest.GraphQLQueueUUID("acme", "Linux", "small"), clock.Now())
+	want := buildkitetest.QueueMetricsAt(buildkitetest.QueueID(buildkitetest.ClusterID("acme", "Linux"), "small"), clock.Now())
 	if path(small, "timestamp") != "2026-12-01T10:00:00Z" || path(small, "waitTimeSec", "p50") != want.WaitP50 ||
 		path(small, "jobsPassedCount") != float64(want.JobsPassed) {
 		t.Errorf("small metrics = %v, want %+v", small, want)
@@ -89,9 +89,9 @@ func TestGraphQLQueueMetricsMoveWithTheClock(t *testing.T) {
 
 func TestGraphQLPaging(t *testing.T) {
 	s, _ := newGraphQLServer(t)
-	s.AddGraphQLQueue("acme", "a", "q1", "q2", "q3")
-	s.AddGraphQLQueue("acme", "b")
-	s.AddGraphQLQueue("acme", "c", "q1")
+	s.AddClusterQueues("acme", "a", "q1", "q2", "q3")
+	s.AddClusterQueues("acme", "b")
+	s.AddClusterQueues("acme", "c", "q1")
 	var names []string
 	after := ""
 	for range 5 {
@@ -118,7 +118,7 @@ func TestGraphQLPaging(t *testing.T) {
 	if path(qconn, "pageInfo", "hasNextPage") != true {
 		t.Fatalf("queues of a: %v", qconn)
 	}
-	_, out = gqlPost(t, s, "tok", "ClusterQueues", map[string]any{"org": "acme", "cluster": buildkitetest.GraphQLClusterUUID("acme", "a"),
+	_, out = gqlPost(t, s, "tok", "ClusterQueues", map[string]any{"org": "acme", "cluster": buildkitetest.ClusterID("acme", "a"),
 		"queues": 2, "after": path(qconn, "pageInfo", "endCursor")})
 	rest := path(out, "data", "organization", "cluster", "queues")
 	if path(rest, "edges", 0, "node", "key") != "q3" || path(rest, "edges", 1) != nil || path(rest, "pageInfo", "hasNextPage") != false {
@@ -128,7 +128,7 @@ func TestGraphQLPaging(t *testing.T) {
 
 func TestGraphQLErrorsAndLimits(t *testing.T) {
 	s, clock := newGraphQLServer(t)
-	s.AddGraphQLQueue("acme", "Linux", "small")
+	s.AddClusterQueues("acme", "Linux", "small")
 	vars := map[string]any{"org": "acme", "clusters": 1, "queues": 1}
 
 	resp, out := gqlPost(t, s, "wrong", "QueueMetrics", vars)
@@ -179,4 +179,46 @@ func TestGraphQLErrorsAndLimits(t *testing.T) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestGraphQLOneFleet: the GraphQL API lists the clusters and queues the
+// REST API declares (the demo fleet's), with the same names, keys and
+// UUIDs, and the demo fleet's gpu queue has null metrics.
+func TestGraphQLOneFleet(t *testing.T) {
+	s, clock := newGraphQLServer(t)
+	cfg := buildkitetest.DemoFleet()
+	cfg.Agents, cfg.Seed, cfg.Now = 20, 1, clock.Now
+	buildkitetest.NewSimulator(s.Fake, "demo", cfg)
+	want := map[string]string{} // queue UUID -> "cluster/key", from REST
+	for _, c := range s.Clusters("demo") {
+		for _, q := range s.Queues("demo", c.ID) {
+			want[q.ID] = c.Name + "/" + q.Key
+		}
+	}
+	_, out := gqlPost(t, s, "tok", "QueueMetrics", map[string]any{"org": "demo", "clusters": 10, "queues": 10})
+	got := map[string]string{}
+	var names []string
+	for _, e := range path(out, "data", "organization", "clusters", "edges").([]any) {
+		c := path(e, "node")
+		name := path(c, "name").(string)
+		names = append(names, name)
+		if path(c, "uuid") != buildkitetest.ClusterID("demo", name) {
+			t.Errorf("cluster %s has UUID %v, REST says %s", name, path(c, "uuid"), buildkitetest.ClusterID("demo", name))
+		}
+		for _, qe := range path(c, "queues", "edges").([]any) {
+			q := path(qe, "node")
+			got[path(q, "uuid").(string)] = name + "/" + path(q, "key").(string)
+			if null := path(q, "metrics") == nil; null != (path(q, "key") == "gpu") {
+				t.Errorf("queue %s/%v: metrics null %v", name, path(q, "key"), null)
+			}
+		}
+	}
+	if strings.Join(names, ",") != "Default cluster,linux,macos" || len(got) != len(want) {
+		t.Fatalf("GraphQL lists clusters %v and queues %v; REST declares %v", names, got, want)
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("queue %s: GraphQL %q, REST %q", id, got[id], w)
+		}
+	}
 }

@@ -34,12 +34,17 @@ type SimQueue struct {
 	Key            string
 	NoAgents       bool // declared, but no agent ever serves it
 	DispatchPaused bool // dispatch paused from the start: its agents take no new jobs
+	// NoQueueMetrics makes its GraphQL metrics null (SetQueueMetricsNull),
+	// as Buildkite answers without advanced queue metrics.
+	NoQueueMetrics bool
 }
 
 // DemoFleet is the layout of the demo fleet (cmd/buildkite-fake): three
 // clusters and unclustered agents, with what a real organization shows:
 //   - "Default cluster" (a new organization's), whose default queue is
-//     linux-small, not default; its queue gpu has no agents;
+//     linux-small, not default; its queue gpu has no agents and null
+//     queue metrics on the GraphQL API (the other queues' wait times move
+//     with the clock);
 //   - "linux" and "macos", which both have a queue keyed default (queue keys
 //     are unique only within a cluster); linux's deploy queue is
 //     dispatch-paused;
@@ -50,7 +55,7 @@ func DemoFleet() SimConfig {
 	return SimConfig{
 		Queues: []string{"default", "windows"},
 		Clusters: []SimCluster{
-			{Name: "Default cluster", Queues: []SimQueue{{Key: "linux-small"}, {Key: "linux-large"}, {Key: "gpu", NoAgents: true}}},
+			{Name: "Default cluster", Queues: []SimQueue{{Key: "linux-small"}, {Key: "linux-large"}, {Key: "gpu", NoAgents: true, NoQueueMetrics: true}}},
 			{Name: "linux", Queues: []SimQueue{{Key: "default"}, {Key: "deploy", DispatchPaused: true}}},
 			{Name: "macos", Queues: []SimQueue{{Key: "default"}, {Key: "ios"}}},
 		},
@@ -151,6 +156,9 @@ func (s *Simulator) declareClusters() {
 		for _, q := range c.Queues {
 			if q.DispatchPaused {
 				s.f.SetDispatchPaused(s.org, id, QueueID(id, q.Key), true, DemoDispatchPausedNote)
+			}
+			if q.NoQueueMetrics {
+				s.f.SetQueueMetricsNull(s.org, c.Name, q.Key, true)
 			}
 		}
 	}

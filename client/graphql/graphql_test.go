@@ -48,9 +48,9 @@ func setup(t *testing.T) (*buildkitetest.Server, *graphql.Client, *buildkitetest
 
 func TestQueueMetrics(t *testing.T) {
 	srv, c, clock, log := setup(t)
-	srv.AddGraphQLQueue("acme", "Linux", "small", "large")
-	srv.AddGraphQLQueue("acme", "Default cluster", "default")
-	srv.AddGraphQLQueue("acme", "Empty")
+	srv.AddClusterQueues("acme", "Linux", "small", "large")
+	srv.AddClusterQueues("acme", "Default cluster", "default")
+	srv.AddClusterQueues("acme", "Empty")
 	srv.SetQueueMetricsNull("acme", "Linux", "large", true)
 	fixed := buildkitetest.QueueMetricsValues{Timestamp: start.Truncate(time.Minute), JobsPassed: 7, JobsFailed: 2, WaitMin: 1, WaitP50: 4.5, WaitP95: 30, WaitMax: 61.25}
 	srv.SetQueueMetrics("acme", "Default cluster", "default", &fixed)
@@ -59,15 +59,15 @@ func TestQueueMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	moving := buildkitetest.QueueMetricsAt(buildkitetest.GraphQLQueueUUID("acme", "Linux", "small"), clock.Now())
+	moving := buildkitetest.QueueMetricsAt(buildkitetest.QueueID(buildkitetest.ClusterID("acme", "Linux"), "small"), clock.Now())
 	want := []graphql.Cluster{
-		{UUID: buildkitetest.GraphQLClusterUUID("acme", "Default cluster"), Name: "Default cluster", Queues: []graphql.Queue{
-			{UUID: buildkitetest.GraphQLQueueUUID("acme", "Default cluster", "default"), Key: "default", Metrics: metricsOf(fixed)},
+		{UUID: buildkitetest.ClusterID("acme", "Default cluster"), Name: "Default cluster", Queues: []graphql.Queue{
+			{UUID: buildkitetest.QueueID(buildkitetest.ClusterID("acme", "Default cluster"), "default"), Key: "default", Metrics: metricsOf(fixed)},
 		}},
-		{UUID: buildkitetest.GraphQLClusterUUID("acme", "Empty"), Name: "Empty", Queues: []graphql.Queue{}},
-		{UUID: buildkitetest.GraphQLClusterUUID("acme", "Linux"), Name: "Linux", Queues: []graphql.Queue{
-			{UUID: buildkitetest.GraphQLQueueUUID("acme", "Linux", "large"), Key: "large"},
-			{UUID: buildkitetest.GraphQLQueueUUID("acme", "Linux", "small"), Key: "small", Metrics: metricsOf(moving)},
+		{UUID: buildkitetest.ClusterID("acme", "Empty"), Name: "Empty", Queues: []graphql.Queue{}},
+		{UUID: buildkitetest.ClusterID("acme", "Linux"), Name: "Linux", Queues: []graphql.Queue{
+			{UUID: buildkitetest.QueueID(buildkitetest.ClusterID("acme", "Linux"), "large"), Key: "large"},
+			{UUID: buildkitetest.QueueID(buildkitetest.ClusterID("acme", "Linux"), "small"), Key: "small", Metrics: metricsOf(moving)},
 		}},
 	}
 	checkClusters(t, res.Clusters, want)
@@ -119,17 +119,17 @@ func checkClusters(t *testing.T, got, want []graphql.Cluster) {
 
 func TestQueueMetricsPaging(t *testing.T) {
 	srv, c, _, _ := setup(t)
-	srv.AddGraphQLQueue("acme", "a", "q1", "q2")
-	srv.AddGraphQLQueue("acme", "b", "q1")
+	srv.AddClusterQueues("acme", "a", "q1", "q2")
+	srv.AddClusterQueues("acme", "b", "q1")
 	if _, err := c.QueueMetrics(context.Background(), "acme"); err != nil {
 		t.Fatal(err)
 	}
 	// Learned page sizes: 2 clusters, 2 queues. Now the organization grows:
 	// 5 clusters, and cluster a has 5 queues.
-	srv.AddGraphQLQueue("acme", "a", "q3", "q4", "q5")
-	srv.AddGraphQLQueue("acme", "c", "q1")
-	srv.AddGraphQLQueue("acme", "d", "q1", "q2")
-	srv.AddGraphQLQueue("acme", "e", "q1")
+	srv.AddClusterQueues("acme", "a", "q3", "q4", "q5")
+	srv.AddClusterQueues("acme", "c", "q1")
+	srv.AddClusterQueues("acme", "d", "q1", "q2")
+	srv.AddClusterQueues("acme", "e", "q1")
 	res, err := c.QueueMetrics(context.Background(), "acme")
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestQueueMetricsErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _, clock, log := setup(t)
-			srv.AddGraphQLQueue("acme", "Linux", "small")
+			srv.AddClusterQueues("acme", "Linux", "small")
 			if tc.setup != nil {
 				tc.setup(srv)
 			}
@@ -233,8 +233,8 @@ func TestQueueMetricsRateLimited(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, c, clock, log := setup(t)
-			srv.AddGraphQLQueue("acme", "Linux", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9")
-			srv.AddGraphQLQueue("other", "Linux", "q1")
+			srv.AddClusterQueues("acme", "Linux", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9")
+			srv.AddClusterQueues("other", "Linux", "q1")
 			srv.SetGraphQLLimits(tc.orgLimit, tc.user)
 			ctx := context.Background()
 			// 4 + 4 + 3*9 = 35 actual points, requested 804: charged 35... twice, then spent.
@@ -295,17 +295,17 @@ func TestNewRejects(t *testing.T) {
 func TestMaxRequests(t *testing.T) {
 	srv, _, clock, _ := setup(t)
 	for _, n := range []string{"a", "b", "c"} {
-		srv.AddGraphQLQueue("acme", n, "q")
+		srv.AddClusterQueues("acme", n, "q")
 	}
 	c, err := graphql.New(graphql.Config{URL: srv.GraphQLURL, Token: client.StaticToken(testToken), Now: clock.Now, MaxRequests: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.AddGraphQLQueue("acme", "z", "q")
+	srv.AddClusterQueues("acme", "z", "q")
 	if _, err := c.QueueMetrics(context.Background(), "acme"); err != nil { // 10 clusters a page: fits
 		t.Fatal(err)
 	}
-	srv.AddGraphQLQueue("acme", "y", "q") // 5 clusters now, page size 4 learned
+	srv.AddClusterQueues("acme", "y", "q") // 5 clusters now, page size 4 learned
 	res, err := c.QueueMetrics(context.Background(), "acme")
 	if !errors.Is(err, client.ErrPageLimit) || res.Requests != 1 {
 		t.Errorf("err = %v, requests %d; want ErrPageLimit after one request", err, res.Requests)
