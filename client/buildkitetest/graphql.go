@@ -69,8 +69,8 @@ type pointsWindow struct {
 // queues are the Fake's own (AddCluster, PutQueue, AddClusterQueues):
 // this holds only what the REST API does not show.
 type graphQLState struct {
-	null                   map[string]bool                 // queue ID -> metrics null
-	fixed                  map[string]*QueueMetricsValues  // queue ID -> metrics fixed by SetQueueMetrics
+	null                   map[string]bool                // queue ID -> metrics null
+	fixed                  map[string]*QueueMetricsValues // queue ID -> metrics fixed by SetQueueMetrics
 	errors                 []string
 	orgLimit, userLimit    int
 	orgWindows, userWindow map[string]*pointsWindow
