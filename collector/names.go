@@ -1,5 +1,7 @@
 package collector
 
+import "github.com/prometheus/client_golang/prometheus"
+
 // Metric family names, as the contract fixes them. Dashboards and alert
 // tests check their queries against MetricNames.
 const (
@@ -63,4 +65,43 @@ func MetricNames() []string {
 		nameClustersUp, nameQueueDispatchPaused, nameQueueDispatchPausedTime,
 		nameQueueWaitTime, nameQueueFinishedJobs, nameQueueMetricsTime, nameQueueMetricsUp,
 	}
+}
+
+// The rate-limit families are emitted by more than one collector: the
+// fleet exporter (REST scopes rest, rest_user) and the queue metrics
+// exporter (GraphQL scopes graphql, graphql_user). A registry accepts them
+// together only with one help text and one label set (organization,
+// scope), so both build them here.
+const (
+	helpRateLimitLimit     = "Limit of the latest API response that carried the budget's rate-limit headers: REST requests (scopes rest, rest_user) or GraphQL complexity points (graphql, graphql_user)."
+	helpRateLimitRemaining = "Remaining budget of the latest API response that carried the budget's rate-limit headers (may be negative)."
+	helpRateLimitReset     = "Seconds until the budget's rate-limit window resets, as the latest API response that carried its headers said."
+)
+
+// rateLimitDescs are the rate-limit families of one budget.
+type rateLimitDescs struct{ limit, remaining, reset *prometheus.Desc }
+
+// newRateLimitDescs returns the rate-limit families of scope, with a
+// variable organization label. scope is a constant label, so that each
+// collector's descriptors stay distinct in a registry.
+func newRateLimitDescs(scope string) rateLimitDescs {
+	org, labels := []string{"organization"}, prometheus.Labels{"scope": scope}
+	return rateLimitDescs{
+		limit:     prometheus.NewDesc(nameRateLimitLimit, helpRateLimitLimit, org, labels),
+		remaining: prometheus.NewDesc(nameRateLimitRemaining, helpRateLimitRemaining, org, labels),
+		reset:     prometheus.NewDesc(nameRateLimitReset, helpRateLimitReset, org, labels),
+	}
+}
+
+func (d rateLimitDescs) describe(ch chan<- *prometheus.Desc) {
+	ch <- d.limit
+	ch <- d.remaining
+	ch <- d.reset
+}
+
+// emit writes one budget's gauges.
+func (d rateLimitDescs) emit(ch chan<- prometheus.Metric, org string, limit, remaining, reset int) {
+	gauge(ch, d.limit, float64(limit), org)
+	gauge(ch, d.remaining, float64(remaining), org)
+	gauge(ch, d.reset, float64(reset), org)
 }

@@ -17,14 +17,6 @@ import (
 	"github.com/buildkite-exporter/buildkite_exporter/client/graphql"
 )
 
-// Help of the rate-limit families, shared by every collector that emits
-// them (the registry requires one help text per family).
-const (
-	helpRateLimitLimit     = "Limit of the latest API response that carried the budget's rate-limit headers: REST requests (scopes rest, rest_user) or GraphQL complexity points (graphql, graphql_user)."
-	helpRateLimitRemaining = "Remaining budget of the latest API response that carried the budget's rate-limit headers (may be negative)."
-	helpRateLimitReset     = "Seconds until the budget's rate-limit window resets, as the latest API response that carried its headers said."
-)
-
 // DefaultQueueMetricsInterval is how often queue metrics are polled.
 const DefaultQueueMetricsInterval = time.Minute
 
@@ -57,8 +49,8 @@ type QueueMetricsExporter struct {
 	orgs   []*queueMetricsMemory
 	flight singleflight.Group
 
-	up, waitTime, finished, timestamp   *prometheus.Desc
-	rateLimit, rateRemaining, rateReset map[string]*prometheus.Desc // by scope
+	up, waitTime, finished, timestamp *prometheus.Desc
+	rateLimits                        map[string]rateLimitDescs // by scope
 }
 
 // QueueMetricsSnapshot is the immutable result of one poll of one
@@ -133,16 +125,10 @@ func NewQueueMetricsExporter(api QueueMetricsAPI, cfg QueueMetricsConfig) (*Queu
 			append(queue, "result"), nil),
 		timestamp: prometheus.NewDesc(nameQueueMetricsTime,
 			"Start of the latest bucket of Buildkite's advanced queue metrics.", queue, nil),
-		rateLimit: map[string]*prometheus.Desc{}, rateRemaining: map[string]*prometheus.Desc{}, rateReset: map[string]*prometheus.Desc{},
-	}
-	// The rate-limit families are shared with the REST collector, which
-	// emits other scopes: a constant scope label keeps the descriptors
-	// apart while their label names and help agree.
-	for _, scope := range []string{graphql.ScopeGraphQL, graphql.ScopeGraphQLUser} {
-		labels := prometheus.Labels{"scope": scope}
-		e.rateLimit[scope] = prometheus.NewDesc(nameRateLimitLimit, helpRateLimitLimit, []string{"organization"}, labels)
-		e.rateRemaining[scope] = prometheus.NewDesc(nameRateLimitRemaining, helpRateLimitRemaining, []string{"organization"}, labels)
-		e.rateReset[scope] = prometheus.NewDesc(nameRateLimitReset, helpRateLimitReset, []string{"organization"}, labels)
+		rateLimits: map[string]rateLimitDescs{
+			graphql.ScopeGraphQL:     newRateLimitDescs(graphql.ScopeGraphQL),
+			graphql.ScopeGraphQLUser: newRateLimitDescs(graphql.ScopeGraphQLUser),
+		},
 	}
 	for _, org := range cfg.Organizations {
 		e.orgs = append(e.orgs, &queueMetricsMemory{org: org})
@@ -157,9 +143,7 @@ func (e *QueueMetricsExporter) Describe(ch chan<- *prometheus.Desc) {
 	ch <- e.finished
 	ch <- e.timestamp
 	for _, scope := range []string{graphql.ScopeGraphQL, graphql.ScopeGraphQLUser} {
-		ch <- e.rateLimit[scope]
-		ch <- e.rateRemaining[scope]
-		ch <- e.rateReset[scope]
+		e.rateLimits[scope].describe(ch)
 	}
 }
 
@@ -317,16 +301,10 @@ func (e *QueueMetricsExporter) emit(snaps []*QueueMetricsSnapshot, ch chan<- pro
 		}
 		rl := s.RateLimits
 		if rl.HasGraphQL {
-			e.emitRateLimit(ch, graphql.ScopeGraphQL, org, rl.GraphQL.Limit, rl.GraphQL.Remaining, rl.GraphQL.Reset)
+			e.rateLimits[graphql.ScopeGraphQL].emit(ch, org, rl.GraphQL.Limit, rl.GraphQL.Remaining, rl.GraphQL.Reset)
 		}
 		if rl.HasGraphQLUser {
-			e.emitRateLimit(ch, graphql.ScopeGraphQLUser, org, rl.GraphQLUser.Limit, rl.GraphQLUser.Remaining, rl.GraphQLUser.Reset)
+			e.rateLimits[graphql.ScopeGraphQLUser].emit(ch, org, rl.GraphQLUser.Limit, rl.GraphQLUser.Remaining, rl.GraphQLUser.Reset)
 		}
 	}
-}
-
-func (e *QueueMetricsExporter) emitRateLimit(ch chan<- prometheus.Metric, scope, org string, limit, remaining, reset int) {
-	gauge(ch, e.rateLimit[scope], float64(limit), org)
-	gauge(ch, e.rateRemaining[scope], float64(remaining), org)
-	gauge(ch, e.rateReset[scope], float64(reset), org)
 }
