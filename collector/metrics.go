@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/buildkite-exporter/buildkite_exporter/client"
 )
 
 // Help of the current per-agent families, which WriteText writes.
@@ -33,13 +35,14 @@ type descs struct {
 func newDescs() descs {
 	org := []string{"organization"}
 	orgQueue := []string{"organization", "buildkite_cluster", "queue"}
+	rest := newRateLimitDescs(client.ScopeRest)
 	return descs{
 		up:            prometheus.NewDesc(nameUp, "1 when the latest listing of every page of the organization's agents succeeded, else 0. With --collector.min-interval the result may come from memory.", org, nil),
 		duration:      prometheus.NewDesc(nameScrapeDuration, "How long the latest collection of the organization took.", org, nil),
 		requests:      prometheus.NewDesc(nameScrapeRequests, "API requests the latest collection made, departure lookups included.", org, nil),
-		rateLimit:     prometheus.NewDesc(nameRateLimitLimit, "RateLimit-Limit of the latest API response for the organization.", org, nil),
-		rateRemaining: prometheus.NewDesc(nameRateLimitRemaining, "RateLimit-Remaining of the latest API response for the organization (may be negative).", org, nil),
-		rateReset:     prometheus.NewDesc(nameRateLimitReset, "RateLimit-Reset of the latest API response: seconds until the rate-limit window resets.", org, nil),
+		rateLimit:     rest.limit,
+		rateRemaining: rest.remaining,
+		rateReset:     rest.reset,
 
 		agents:     prometheus.NewDesc(nameAgents, "Listed agents by cluster, queue and connection state; connected and stopping are zero-filled for every known queue.", []string{"organization", "buildkite_cluster", "queue", "connection_state"}, nil),
 		busy:       prometheus.NewDesc(nameAgentsBusy, "Listed agents running a job, by queue.", orgQueue, nil),
