@@ -19,9 +19,11 @@ import (
 // HandlerConfig is what the /metrics handler serves, and how long a scrape
 // may take.
 type HandlerConfig struct {
-	Fleet  *Exporter           // nil without organizations
-	Jobs   *JobsExporter       // nil without agent tokens
-	Shared prometheus.Gatherer // what lives across scrapes (request counters, build info)
+	Fleet *Exporter     // nil without organizations
+	Jobs  *JobsExporter // nil without agent tokens
+	// QueueMetrics is nil unless --collector.queue-metrics.
+	QueueMetrics *QueueMetricsExporter
+	Shared       prometheus.Gatherer // what lives across scrapes (request counters, build info)
 	// Timeout bounds a collection when the scrape sends no timeout, and
 	// caps the one it sends (--buildkite.timeout).
 	Timeout time.Duration
@@ -70,6 +72,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.cfg.Jobs != nil {
 		collectors = append(collectors, h.cfg.Jobs.Bind(ctx))
+	}
+	if h.cfg.QueueMetrics != nil {
+		collectors = append(collectors, h.cfg.QueueMetrics.Bind(ctx))
 	}
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {

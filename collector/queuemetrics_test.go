@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -251,5 +253,54 @@ func TestNewQueueMetricsExporterRejects(t *testing.T) {
 	}
 	if _, err := collector.NewQueueMetricsExporter(api, collector.QueueMetricsConfig{}); err == nil {
 		t.Error("no organization accepted")
+	}
+}
+
+// TestQueueMetricsBesideFleet: the fleet and queue metrics exporters emit
+// the rate-limit families with one help text and one label set, so that
+// one registry (the handler's, per scrape) takes both: every scope shows.
+func TestQueueMetricsBesideFleet(t *testing.T) {
+	e := newEnv(t, defaults("acme"))
+	mixedFleet(e.server, "acme")
+	e.server.AddClusterQueues("acme", "Linux", "small")
+	gql, err := graphql.New(graphql.Config{URL: e.server.GraphQLURL, Token: client.StaticToken(testToken), Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qm, err := collector.NewQueueMetricsExporter(gql, collector.QueueMetricsConfig{Organizations: []string{"acme"}, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := collector.NewHandler(collector.HandlerConfig{Fleet: e.exporter, QueueMetrics: qm, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`buildkite_up{organization="acme"} 1`,
+		`buildkite_queue_metrics_up{organization="acme"} 1`,
+		`buildkite_queue_wait_time_seconds{buildkite_cluster="Linux",organization="acme",queue="small",stat="p95"}`,
+		`buildkite_api_rate_limit_remaining{organization="acme",scope="rest"}`,
+		`buildkite_api_rate_limit_remaining{organization="acme",scope="graphql"}`,
+		`buildkite_api_rate_limit_remaining{organization="acme",scope="graphql_user"}`,
+	} {
+		if rec.Code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("HTTP %d: no %s in\n%s", rec.Code, want, body)
+		}
+	}
+	if strings.Count(body, "# HELP buildkite_api_rate_limit_remaining ") != 1 {
+		t.Errorf("the rate-limit family is not written once:\n%s", body)
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(e.exporter.Scrape(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(qm); err != nil {
+		t.Fatalf("the registry refuses the queue metrics exporter beside the fleet's: %v", err)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("gathering both: %v", err)
 	}
 }
