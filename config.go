@@ -14,6 +14,7 @@ import (
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
 	"github.com/buildkite-exporter/buildkite_exporter/client/agentmetrics"
+	"github.com/buildkite-exporter/buildkite_exporter/client/graphql"
 )
 
 // tokenEnv holds the API token when no token file is given, agentTokenEnv
@@ -25,27 +26,30 @@ const (
 )
 
 type config struct {
-	organizations    []string
-	tokenFile        string
-	apiURL           string
-	agentTokenFiles  []string
-	agentAPIURL      string
-	pageConcurrency  int
-	timeout          time.Duration
-	minInterval      time.Duration
-	agentDetails     bool
-	queues           []string
-	clusters         bool
-	clustersInterval time.Duration
-	queueRetention   time.Duration
-	agentRetention   time.Duration
-	departureLookups int
-	tags             []string
-	telemetryPath    string
-	timeoutOffset    time.Duration
-	logLevel         string
-	logFormat        string
-	web              *web.FlagConfig
+	organizations        []string
+	tokenFile            string
+	apiURL               string
+	agentTokenFiles      []string
+	agentAPIURL          string
+	pageConcurrency      int
+	timeout              time.Duration
+	minInterval          time.Duration
+	agentDetails         bool
+	queues               []string
+	clusters             bool
+	clustersInterval     time.Duration
+	queueMetrics         bool
+	graphqlURL           string
+	queueMetricsInterval time.Duration
+	queueRetention       time.Duration
+	agentRetention       time.Duration
+	departureLookups     int
+	tags                 []string
+	telemetryPath        string
+	timeoutOffset        time.Duration
+	logLevel             string
+	logFormat            string
+	web                  *web.FlagConfig
 }
 
 // newApp defines the command line; cfg receives the parsed values.
@@ -80,6 +84,12 @@ func newApp(cfg *config, stdout io.Writer) *kingpin.Application {
 		Default("true").BoolVar(&cfg.clusters)
 	app.Flag("collector.clusters-interval", "How often clusters and their queues are re-read; in between the last good read is used.").
 		Default("5m").DurationVar(&cfg.clustersInterval)
+	app.Flag("collector.queue-metrics", "Read queue wait times and finished jobs from Buildkite's advanced queue metrics over the GraphQL API; the API token then needs GraphQL access.").
+		Default("false").BoolVar(&cfg.queueMetrics)
+	app.Flag("buildkite.graphql-url", "Buildkite GraphQL API endpoint, for --collector.queue-metrics (a proxy, or a local fake).").
+		Default(graphql.DefaultURL).StringVar(&cfg.graphqlURL)
+	app.Flag("collector.queue-metrics-interval", "How often queue metrics are polled per organization; in between the last poll is served.").
+		Default("1m").DurationVar(&cfg.queueMetricsInterval)
 	app.Flag("collector.queue-retention", "How long a queue seen once keeps its zero-filled series.").
 		Default("24h").DurationVar(&cfg.queueRetention)
 	app.Flag("collector.agent-retention", "How long a departed agent keeps buildkite_agent_departed_timestamp_seconds.").
@@ -135,6 +145,8 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("--buildkite.page-concurrency must be at least 1, not %d", cfg.pageConcurrency)
 	case cfg.departureLookups < 0:
 		return fmt.Errorf("--collector.departure-lookups must not be negative, not %d", cfg.departureLookups)
+	case cfg.queueMetricsInterval <= 0:
+		return fmt.Errorf("--collector.queue-metrics-interval must be positive, not %v", cfg.queueMetricsInterval)
 	case cfg.clustersInterval <= 0:
 		return fmt.Errorf("--collector.clusters-interval must be positive, not %v", cfg.clustersInterval)
 	case cfg.timeout <= 0:

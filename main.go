@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client"
-	"github.com/buildkite-exporter/buildkite_exporter/client/agentmetrics"
 	"github.com/buildkite-exporter/buildkite_exporter/collector"
 	"github.com/buildkite-exporter/buildkite_exporter/status"
 )
@@ -60,6 +59,9 @@ func setup(cfg *config, logger log.Logger) (*http.ServeMux, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--buildkite.agent-token-file: %w", err)
 	}
+	if len(cfg.organizations) == 0 && cfg.queueMetrics {
+		return nil, errors.New("--collector.queue-metrics needs an organization (--buildkite.organization) and its API token")
+	}
 	if len(cfg.organizations) == 0 && len(agentTokens) == 0 {
 		return nil, errors.New("no organization: give --buildkite.organization or BUILDKITE_ORGANIZATION (with an API token), " +
 			"or an agent token with --buildkite.agent-token-file or " + agentTokenEnv + " (job backlog only), or both")
@@ -68,7 +70,7 @@ func setup(cfg *config, logger log.Logger) (*http.ServeMux, error) {
 	metrics := collector.HandlerConfig{Timeout: cfg.timeout, TimeoutOffset: cfg.timeoutOffset, Logger: logger}
 	statuses := func() []collector.OrgStatus { return nil }
 	if len(cfg.organizations) > 0 {
-		if metrics.Fleet, err = newFleetExporter(cfg, requests, warn, logger); err != nil {
+		if err := newAPIExporters(cfg, &metrics, requests, warn, logger); err != nil {
 			return nil, err
 		}
 		statuses = metrics.Fleet.Status
@@ -102,7 +104,7 @@ func setup(cfg *config, logger log.Logger) (*http.ServeMux, error) {
 		mux.Handle("/", landing)
 	}
 	keyvals := []any{"msg", "starting " + exporterName, "version", version.Info(), "organizations", strings.Join(cfg.organizations, ","),
-		"api_url", cfg.apiURL, "job_backlog", metrics.Jobs != nil}
+		"api_url", cfg.apiURL, "job_backlog", metrics.Jobs != nil, "queue_metrics", metrics.QueueMetrics != nil}
 	if metrics.Jobs != nil {
 		keyvals = append(keyvals, "agent_api_url", cfg.agentAPIURL)
 	}
@@ -131,48 +133,4 @@ func serve(cfg *config, mux *http.ServeMux, logger log.Logger, toolkitLogger *sl
 		}
 		return 0
 	}
-}
-
-// newFleetExporter builds the REST client and the fleet exporter.
-func newFleetExporter(cfg *config, requests *collector.APIRequestCounter, warn client.TokenWarning, logger log.Logger) (*collector.Exporter, error) {
-	if err := httpURL("buildkite.api-url", cfg.apiURL); err != nil {
-		return nil, err
-	}
-	token, err := client.APIToken(cfg.tokenFile, tokenEnv, warn)
-	if err != nil {
-		return nil, fmt.Errorf("--buildkite.token-file: %w", err)
-	}
-	if token == nil {
-		return nil, errors.New("no API token: set " + tokenEnv + " or give --buildkite.token-file")
-	}
-	api, err := client.New(client.Config{BaseURL: cfg.apiURL, Token: token, PageConcurrency: cfg.pageConcurrency,
-		Observer: requests, UserAgent: exporterName + "/" + version.Version})
-	if err != nil {
-		return nil, err
-	}
-	return collector.New(api, collector.Config{
-		Organizations: cfg.organizations, AgentDetails: cfg.agentDetails, Queues: cfg.queues,
-		QueueRetention: cfg.queueRetention, AgentRetention: cfg.agentRetention, DepartureLookups: cfg.departureLookups,
-		Tags: cfg.tags, MinInterval: cfg.minInterval, Timeout: cfg.timeout, Logger: logger,
-		Clusters: cfg.clusters, ClustersInterval: cfg.clustersInterval,
-	})
-}
-
-// newJobsExporter builds an Agent Metrics client per agent token and the
-// jobs exporter over them.
-func newJobsExporter(cfg *config, tokens []client.NamedToken, requests *collector.APIRequestCounter, logger log.Logger) (*collector.JobsExporter, error) {
-	if err := httpURL("buildkite.agent-api-url", cfg.agentAPIURL); err != nil {
-		return nil, err
-	}
-	sources := make([]collector.JobsSource, 0, len(tokens))
-	for _, t := range tokens {
-		api, err := agentmetrics.New(agentmetrics.Config{BaseURL: cfg.agentAPIURL, Token: t.Source,
-			Observer: requests, UserAgent: exporterName + "/" + version.Version})
-		if err != nil {
-			return nil, err
-		}
-		sources = append(sources, collector.JobsSource{Name: t.Name, API: api})
-	}
-	return collector.NewJobsExporter(sources, collector.JobsConfig{Queues: cfg.queues, QueueRetention: cfg.queueRetention,
-		MinInterval: cfg.minInterval, Timeout: cfg.timeout, Logger: logger})
 }

@@ -219,6 +219,9 @@ func TestStartupErrors(t *testing.T) {
 		{"zero timeout", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.organization=acme", "--buildkite.timeout=0s"}, "--buildkite.timeout must be positive"},
 		{"empty agent token file", nil, []string{"--buildkite.agent-token-file=" + empty}, "--buildkite.agent-token-file: agent token file " + empty + ": empty"},
 		{"missing agent token file", nil, []string{"--buildkite.agent-token-file=" + filepath.Join(dir, "missing")}, "--buildkite.agent-token-file: agent token file: stat "},
+		{"queue metrics without organization", []string{"BUILDKITE_AGENT_TOKEN=x"}, []string{"--collector.queue-metrics"}, "--collector.queue-metrics needs an organization"},
+		{"zero queue metrics interval", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.organization=acme", "--collector.queue-metrics-interval=0s"}, "--collector.queue-metrics-interval must be positive"},
+		{"bad GraphQL URL", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.organization=acme", "--collector.queue-metrics", "--buildkite.graphql-url=ftp://example"}, "graphql-url"},
 		{"unknown flag", []string{"BUILDKITE_API_TOKEN=x"}, []string{"--buildkite.token=x"}, "unknown long flag"},
 	}
 	for _, tt := range tests {
