@@ -72,9 +72,17 @@ if [ -n "$am" ] && [ ${#fake_flags[@]} -gt 0 ]; then
 	unset BUILDKITE_AGENT_TOKEN # the files name every cluster's token
 fi
 
+# Queue wait times from the fake's GraphQL API (same clusters and queues),
+# when this version of the exporter and the fake have them.
+qm_flags=()
+if grep -q -- '--collector.queue-metrics' <<<"$("$exporter" --help 2>&1 || true)" &&
+	gql_line="$(wait_for_line "$logs/fake.log" 'GraphQL API at http://' 5 "$fake_pid")"; then
+	qm_flags=(--collector.queue-metrics --buildkite.graphql-url="$(grep -Eo 'http://[^ ]+' <<<"$gql_line")")
+fi
+
 # The exporter logs to this terminal.
-"$exporter" "${org_flags[@]}" ${am_flags[@]+"${am_flags[@]}"} --buildkite.api-url="$api_url" --web.listen-address="$listen" \
-	--collector.tag=os --collector.tag=instance-type &
+"$exporter" "${org_flags[@]}" ${am_flags[@]+"${am_flags[@]}"} ${qm_flags[@]+"${qm_flags[@]}"} --buildkite.api-url="$api_url" \
+	--web.listen-address="$listen" --collector.tag=os --collector.tag=instance-type &
 exporter_pid=$!
 probe=$listen; [ "${probe%%:*}" != "" ] || probe="127.0.0.1$listen"
 wait_for_http "http://$probe/" 15 "$exporter_pid"
@@ -94,6 +102,11 @@ cat <<MSG
     fake API     $api_url  (token: demo-token)
 
   Try:  curl -s $base/metrics | grep -E '^buildkite_(up|agents_busy)'
+MSG
+if [ ${#qm_flags[@]} -gt 0 ]; then
+	echo "        curl -s $base/metrics | grep -E '^buildkite_queue_wait_time_seconds.*p95'"
+fi
+cat <<MSG
   Ctrl-C stops both.
 
 MSG

@@ -6,8 +6,9 @@
 // Each organization gets the demo fleet (buildkitetest.DemoFleet): three
 // clusters, one of them with a dispatch-paused queue, and unclustered agents.
 //
-// It prints the base URLs to point a client at: the REST API (/v2) and the
-// Agent Metrics API (/v3). The agent token (--agent-token) is registered for
+// It prints the base URLs to point a client at: the REST API (/v2), the
+// Agent Metrics API (/v3) and the GraphQL API (/graphql, queue wait times of
+// the same clusters and queues). The agent token (--agent-token) is registered for
 // the first cluster of the first organization; with --agent-token-dir, the
 // fake also writes one agent token file per cluster (and one for the
 // unclustered agents) of every organization into that directory, for the
@@ -97,6 +98,7 @@ func run(args []string) error {
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Printf("buildkite-fake: serving %s (organizations: %s)\n", baseURL(ln.Addr()), *orgs)
 	fmt.Printf("buildkite-fake: Agent Metrics API at %s\n", strings.TrimSuffix(baseURL(ln.Addr()), "/v2")+"/v3")
+	fmt.Printf("buildkite-fake: GraphQL API at %s\n", strings.TrimSuffix(baseURL(ln.Addr()), "/v2")+"/graphql")
 
 	t := time.NewTicker(*tick)
 	defer t.Stop()
