@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -145,6 +146,8 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("--buildkite.page-concurrency must be at least 1, not %d", cfg.pageConcurrency)
 	case cfg.departureLookups < 0:
 		return fmt.Errorf("--collector.departure-lookups must not be negative, not %d", cfg.departureLookups)
+	case cfg.queueMetrics && len(cfg.organizations) == 0:
+		return errors.New("--collector.queue-metrics needs an organization (--buildkite.organization) and its API token")
 	case cfg.queueMetricsInterval <= 0:
 		return fmt.Errorf("--collector.queue-metrics-interval must be positive, not %v", cfg.queueMetricsInterval)
 	case cfg.clustersInterval <= 0:

@@ -59,9 +59,6 @@ func setup(cfg *config, logger log.Logger) (*http.ServeMux, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--buildkite.agent-token-file: %w", err)
 	}
-	if len(cfg.organizations) == 0 && cfg.queueMetrics {
-		return nil, errors.New("--collector.queue-metrics needs an organization (--buildkite.organization) and its API token")
-	}
 	if len(cfg.organizations) == 0 && len(agentTokens) == 0 {
 		return nil, errors.New("no organization: give --buildkite.organization or BUILDKITE_ORGANIZATION (with an API token), " +
 			"or an agent token with --buildkite.agent-token-file or " + agentTokenEnv + " (job backlog only), or both")
