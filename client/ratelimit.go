@@ -101,13 +101,25 @@ func (c *Client) recordHeaders(org string, _ int, h http.Header) {
 	defer c.mu.Unlock()
 	if okRest {
 		rest.ObservedAt = now
-		b := c.orgBudgetLocked(org)
-		b.last, b.known = rest, true
+		c.orgBudgetLocked(org).observe(rest)
 	}
 	if okUser {
 		user.ObservedAt = now
-		c.user.last, c.user.known = user, true
+		c.user.observe(user)
 	}
+}
+
+// observe keeps rl as the budget's latest state, except that within one
+// window (same limit, same reset time give or take a second) the
+// remaining budget only goes down: of concurrent requests, the answer that
+// arrives last may have been counted first.
+func (b *budget) observe(rl RateLimit) {
+	if b.known && rl.Limit == b.last.Limit && rl.Remaining > b.last.Remaining {
+		if d := rl.ResetAt().Sub(b.last.ResetAt()); d <= time.Second && d >= -time.Second {
+			return
+		}
+	}
+	b.last, b.known = rl, true
 }
 
 // rateLimited closes the budget a 429 names and returns the error for it.

@@ -21,7 +21,7 @@ import (
 )
 
 // AgentAPI is what the collector needs of Buildkite. *client.Client
-// implements it.
+// implements it, and BudgetAPI, which pacing uses when the API has it.
 type AgentAPI interface {
 	ListAgents(ctx context.Context, org string, opts client.ListOptions) (*client.AgentList, error)
 	// GetAgent also returns the requests it made, as ListAgents does in
@@ -67,6 +67,7 @@ type Exporter struct {
 	flight flightGroup
 	// clusters is nil without Config.Clusters.
 	clusters ClusterAPI
+	budgets  BudgetAPI
 	descs    descs
 }
 
@@ -94,6 +95,10 @@ func New(api AgentAPI, cfg Config) (*Exporter, error) {
 		return nil, errors.New("collector: departure lookups must not be negative")
 	}
 	e := &Exporter{api: api, cfg: cfg, now: cfg.Now, logger: cfg.Logger, descs: newDescs()}
+	e.budgets, _ = api.(BudgetAPI)
+	if e.budgets == nil {
+		e.budgets = restOnly{api}
+	}
 	if cfg.Clusters {
 		clusters, ok := api.(ClusterAPI)
 		if !ok {
@@ -119,7 +124,13 @@ func New(api AgentAPI, cfg Config) (*Exporter, error) {
 // concurrently, or served from memory within Config.MinInterval.
 // Concurrent callers share one collection per organization.
 func (e *Exporter) Collection(ctx context.Context) []*Snapshot {
-	return concurrently(e.orgs, func(m *orgMemory) *Snapshot { return e.snapshot(ctx, m) })
+	snaps := concurrently(e.orgs, func(m *orgMemory) *Snapshot { return e.snapshot(ctx, m) })
+	// The budgets as they are once every organization is done: the token
+	// user's is shared, so each organization shows the same.
+	for i, s := range snaps {
+		snaps[i] = e.withBudgets(s)
+	}
+	return snaps
 }
 
 // OrgStatus is what the exporter last saw of one organization.
@@ -140,12 +151,22 @@ func (e *Exporter) Status() []OrgStatus {
 	return out
 }
 
+// snapshot returns org's result for one scrape: from memory within
+// Config.MinInterval, or while the rate-limit budget cannot cover a
+// listing (pacing, a 429 window), else from a collection shared with
+// concurrent scrapes.
 func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 	if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
 		return s
 	}
+	if s := e.held(m); s != nil {
+		return s
+	}
 	s, ok := shared(ctx, &e.flight, m.org, e.cfg.Timeout, e.logger, []any{"organization", m.org}, func(cctx context.Context) *Snapshot {
 		if s := m.fresh(e.now(), e.cfg.MinInterval); s != nil {
+			return s
+		}
+		if s := e.held(m); s != nil {
 			return s
 		}
 		return e.collect(cctx, m)
@@ -158,11 +179,21 @@ func (e *Exporter) snapshot(ctx context.Context, m *orgMemory) *Snapshot {
 		s = &Snapshot{Organization: m.org, Start: now, End: now, Err: fmt.Errorf("waiting for a collection in progress: %w", ctx.Err())}
 		// A failed scrape still carries the health families and the
 		// zero-filled counters, as a failed collection does.
-		s.RateLimit, s.HasRateLimit = e.api.RateLimit(m.org)
+		e.setRateLimits(s)
 		m.clusterReads.fill(s)
+		s.FieldErrors = m.fieldErrorCounts()
 		m.past(s, m.knownQueues(now, e.cfg.QueueRetention, e.cfg.Queues), e.cfg.AgentRetention)
 	}
 	return s
+}
+
+// withBudgets returns a copy of a result with the REST budgets as the
+// client knows them now: results from memory keep their collection's, and
+// other organizations' responses move the token user's.
+func (e *Exporter) withBudgets(s *Snapshot) *Snapshot {
+	c := *s // shallow: snapshots are read only
+	e.setRateLimits(&c)
+	return &c
 }
 
 // collect lists one organization and updates its memory.
@@ -179,37 +210,24 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 	if err != nil {
 		s.Err = err
 	} else {
-		s.Pages, s.Duplicates = list.Pages, list.Duplicates
-		// Sorted by ID: the order of the series, of the status page and
-		// of the walk that finds departures. Indices are sorted rather
-		// than the views (about 500 bytes each), then the views are made
-		// in that order. Stable, so that of IDs equal once made valid
-		// UTF-8 the first listed is kept: one agent, or its series would
-		// clash.
-		ids := make([]string, len(list.Agents))
-		order := make([]int32, len(list.Agents))
-		for i := range list.Agents {
-			ids[i], order[i] = labelValue(list.Agents[i].ID), int32(i)
-		}
-		slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(ids[a], ids[b]) })
-		s.Agents = make([]AgentView, 0, len(list.Agents))
-		for k, i := range order {
-			if k > 0 && ids[i] == ids[order[k-1]] {
-				s.Duplicates++
-				continue
-			}
-			s.Agents = append(s.Agents, newAgentView(m.org, list.Agents[i], clusters))
-		}
-		listed := e.now()
-		gone := m.observe(s.Agents, listed)
-		var lookupRequests int
-		s.Lookups, lookupRequests = e.departures(ctx, m, gone)
-		s.Requests += int64(lookupRequests)
-		m.expire(listed, e.cfg.QueueRetention, e.cfg.AgentRetention, e.cfg.Queues)
+		e.listed(ctx, m, s, list, clusters)
 	}
 
 	s.End = e.now()
-	s.RateLimit, s.HasRateLimit = e.api.RateLimit(m.org)
+	e.setRateLimits(s)
+	if refusedByClient(s.Err) {
+		// Another organization's 429 closed the token user's budget while
+		// this listing ran: no failure of this organization's; its
+		// latest result stands.
+		m.remember(s)
+		var rle *client.RateLimitError
+		if errors.As(s.Err, &rle) {
+			e.logHold(m, &hold{blocked: true, scope: rle.Scope, reset: rle.ResetAt.Sub(s.End)})
+		}
+		return e.serveLatest(m, s.Err)
+	}
+	s.Collected = s.End
+	s.FieldErrors = m.fieldErrorCounts()
 	known := m.knownQueues(s.End, e.cfg.QueueRetention, e.cfg.Queues)
 	if s.OK() {
 		s.Queues, s.Versions, s.Tags = fleetCounts(s.Agents, known, e.cfg.Tags)
@@ -217,6 +235,40 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 	m.past(s, known, e.cfg.AgentRetention)
 	e.logResult(m, s)
 	return s
+}
+
+// listed makes a successful listing the snapshot's agents and updates the
+// organization's memory: departures (looked up within the lookup
+// budget), queues seen, field errors.
+func (e *Exporter) listed(ctx context.Context, m *orgMemory, s *Snapshot, list *client.AgentList, clusters *clusterView) {
+	s.Pages, s.Duplicates = list.Pages, list.Duplicates
+	// Sorted by ID: the order of the series, of the status page and
+	// of the walk that finds departures. Indices are sorted rather
+	// than the views (about 500 bytes each), then the views are made
+	// in that order. Stable, so that of IDs equal once made valid
+	// UTF-8 the first listed is kept: one agent, or its series would
+	// clash.
+	ids := make([]string, len(list.Agents))
+	order := make([]int32, len(list.Agents))
+	for i := range list.Agents {
+		ids[i], order[i] = labelValue(list.Agents[i].ID), int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(ids[a], ids[b]) })
+	s.Agents = make([]AgentView, 0, len(list.Agents))
+	for k, i := range order {
+		if k > 0 && ids[i] == ids[order[k-1]] {
+			s.Duplicates++
+			continue
+		}
+		s.Agents = append(s.Agents, newAgentView(m.org, list.Agents[i], clusters))
+	}
+	e.logFieldErrors(m, list.FieldErrors)
+	listed := e.now()
+	gone := m.observe(s.Agents, listed)
+	var lookupRequests int
+	s.Lookups, lookupRequests = e.departures(ctx, m, gone)
+	s.Requests += int64(lookupRequests)
+	m.expire(listed, e.cfg.QueueRetention, e.cfg.AgentRetention, e.cfg.Queues)
 }
 
 // departures learns why each gone agent left, within the lookup budget,
@@ -247,17 +299,6 @@ func (e *Exporter) departures(ctx context.Context, m *orgMemory, gone []Departed
 		m.depart(d)
 	}
 	return lookups, requests
-}
-
-// lookupBudget keeps a tenth of the rate limit in reserve for listings:
-// no departure lookups while the limit is nearly spent.
-func (e *Exporter) lookupBudget(org string) int {
-	budget := e.cfg.DepartureLookups
-	if rl, ok := e.api.RateLimit(org); ok && rl.Limit > 0 {
-		reserve := max(rl.Limit/10, 5)
-		budget = min(budget, max(rl.Remaining-reserve, 0))
-	}
-	return budget
 }
 
 // logResult logs a failure once per change of its kind, and recovery.

@@ -488,13 +488,16 @@ func TestConcurrentScrapesShareACollection(t *testing.T) {
 }
 
 // A 429 blocks the organization until the reset: the next scrapes answer
-// buildkite_up 0 at once and send nothing.
+// at once with the latest result (the failed one: buildkite_up 0, with its
+// collection's timestamp) and send nothing.
 func TestRateLimited(t *testing.T) {
 	e := newEnv(t, defaults("acme"))
 	e.server.PutAgent("acme", agentInQueue("r1", "build"))
+	collect(t, e.exporter) // the budget looks ample: no pacing
 	e.server.SetRateLimit(1)
-	collect(t, e.exporter)
+	e.clock.Advance(time.Second)
 	collect(t, e.exporter) // 429
+	e.clock.Advance(time.Second)
 	before := len(e.server.Requests())
 	e.golden("rate_limited")
 	if got := len(e.server.Requests()); got != before {

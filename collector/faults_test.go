@@ -567,7 +567,7 @@ func TestFault429NoRetryStorm(t *testing.T) {
 	if n := fe.requests() - before; n != 2 {
 		t.Errorf("the scrape that hit the limit made %d requests, want 2: page 1, and page 2 answered 429 (no retries)", n)
 	}
-	if got := sum(fams, "buildkite_api_rate_limit_remaining"); got > 0 {
+	if got := sum(fams, "buildkite_api_rate_limit_remaining", "scope", "rest"); got > 0 {
 		t.Errorf("rate_limit_remaining = %v, want <= 0", got)
 	}
 	// Inside the window (it resets 60 s after its first request): nothing

@@ -34,6 +34,13 @@ type orgMemory struct {
 	latest     *Snapshot
 	history    []CollectionSummary // newest last
 	errClass   string              // of the latest collection, "" when it succeeded
+	pages      int                 // of the latest successful listing; 0 before one
+	hold       string              // why listings wait (hold.key), "" when they do not
+	// fieldErrors counts agent members treated as absent, by field, over
+	// every listing; fieldErrorsNow: the fields the latest successful
+	// listing had errors in (to log once per change).
+	fieldErrors    map[string]float64
+	fieldErrorsNow map[string]bool
 }
 
 // departureKey is by cluster ID in memory, by cluster label in a snapshot.
@@ -60,6 +67,7 @@ func newOrgMemory(org string, maxDeparted int) *orgMemory {
 		queues:      map[queueRef]time.Time{},
 		departed:    map[string]DepartedAgent{},
 		departures:  map[departureKey]float64{},
+		fieldErrors: map[string]float64{},
 	}
 }
 
@@ -276,6 +284,28 @@ func (m *orgMemory) record(s *Snapshot) (changed bool, previous string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.latest = s
+	if s.OK() {
+		m.pages = s.Pages
+	}
+	m.rememberLocked(s)
+	class := ""
+	if s.Err != nil {
+		class = errorClass(s.Err)
+	}
+	previous, m.errClass = m.errClass, class
+	return previous != class, previous
+}
+
+// remember keeps s in the history only: a collection whose result is not
+// served (a listing the client refused inside another organization's 429
+// window).
+func (m *orgMemory) remember(s *Snapshot) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rememberLocked(s)
+}
+
+func (m *orgMemory) rememberLocked(s *Snapshot) {
 	sum := CollectionSummary{
 		Start: s.Start, End: s.End, Err: s.Err, Requests: s.Requests, Pages: s.Pages,
 		Agents: len(s.Agents), HasRateLimit: s.HasRateLimit,
@@ -286,12 +316,78 @@ func (m *orgMemory) record(s *Snapshot) (changed bool, previous string) {
 		m.history = m.history[:historySize-1]
 	}
 	m.history = append(m.history, sum)
-	class := ""
-	if s.Err != nil {
-		class = errorClass(s.Err)
+}
+
+// latestResult is the latest complete collection's result, nil before one.
+func (m *orgMemory) latestResult() *Snapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.latest
+}
+
+// pagesNeeded is what the next listing is expected to cost: the latest
+// successful listing's page count, 1 when unknown.
+func (m *orgMemory) pagesNeeded() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return max(m.pages, 1)
+}
+
+// setHold records why listings wait ("" when they do not) and returns the
+// previous reason and whether it changed.
+func (m *orgMemory) setHold(key string) (previous string, changed bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	previous, m.hold = m.hold, key
+	return previous, previous != key
+}
+
+// servedAt describes the result served while listings wait, for the log.
+func (m *orgMemory) servedAt() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.latest == nil || m.latest.Collected.IsZero() {
+		return "none (buildkite_up 0)"
 	}
-	previous, m.errClass = m.errClass, class
-	return previous != class, previous
+	return m.latest.Collected.UTC().Format(time.RFC3339)
+}
+
+// countFieldErrors adds a successful listing's field errors and returns
+// the fields that have errors now and had none in the previous listing,
+// and those that had and have none now, sorted.
+func (m *orgMemory) countFieldErrors(counts map[string]int) (appeared, cleared []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := make(map[string]bool, len(counts))
+	for field, n := range counts {
+		field = labelValue(field)
+		m.fieldErrors[field] += float64(n)
+		now[field] = true
+		if !m.fieldErrorsNow[field] {
+			appeared = append(appeared, field)
+		}
+	}
+	for field := range m.fieldErrorsNow {
+		if !now[field] {
+			cleared = append(cleared, field)
+		}
+	}
+	m.fieldErrorsNow = now
+	sort.Strings(appeared)
+	sort.Strings(cleared)
+	return appeared, cleared
+}
+
+// fieldErrorCounts returns the field error counters, sorted by field.
+func (m *orgMemory) fieldErrorCounts() []FieldErrorCount {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]FieldErrorCount, 0, len(m.fieldErrors))
+	for field, n := range m.fieldErrors {
+		out = append(out, FieldErrorCount{Field: field, Count: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Field < out[j].Field })
+	return out
 }
 
 // fresh returns the latest snapshot when it ended less than minInterval

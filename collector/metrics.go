@@ -24,7 +24,8 @@ const (
 
 type descs struct {
 	up, duration, requests              *prometheus.Desc
-	rateLimit, rateRemaining, rateReset *prometheus.Desc
+	collected, fieldErrors              *prometheus.Desc
+	rest, restUser                      rateLimitDescs
 	agents, busy, idle, paused          *prometheus.Desc
 	byVersion, byTag, departures        *prometheus.Desc
 	agentDeparted                       *prometheus.Desc
@@ -35,14 +36,16 @@ type descs struct {
 func newDescs() descs {
 	org := []string{"organization"}
 	orgQueue := []string{"organization", "buildkite_cluster", "queue"}
-	rest := newRateLimitDescs(client.ScopeRest)
 	return descs{
 		up:            prometheus.NewDesc(nameUp, "1 when the latest listing of every page of the organization's agents succeeded, else 0. With --collector.min-interval the result may come from memory.", org, nil),
 		duration:      prometheus.NewDesc(nameScrapeDuration, "How long the latest collection of the organization took.", org, nil),
 		requests:      prometheus.NewDesc(nameScrapeRequests, "API requests the latest collection made, departure lookups included.", org, nil),
-		rateLimit:     rest.limit,
-		rateRemaining: rest.remaining,
-		rateReset:     rest.reset,
+		rest:          newRateLimitDescs(client.ScopeRest),
+		restUser:      newRateLimitDescs(client.ScopeRestUser),
+		collected: prometheus.NewDesc(nameCollectionTime, "When the collection whose result is served ended; --collector.min-interval, "+
+			"pacing on the rate-limit budget and 429 windows serve earlier results.", org, nil),
+		fieldErrors: prometheus.NewDesc(nameFieldErrorsTotal, "Agent members of an unexpected type or format, treated as absent (the agent still counts), "+
+			"by JSON member name (job.started_at when nested).", []string{"organization", "field"}, nil),
 
 		agents:     prometheus.NewDesc(nameAgents, "Listed agents by cluster, queue and connection state; connected and stopping are zero-filled for every known queue.", []string{"organization", "buildkite_cluster", "queue", "connection_state"}, nil),
 		busy:       prometheus.NewDesc(nameAgentsBusy, "Listed agents running a job, by queue.", orgQueue, nil),
@@ -64,12 +67,14 @@ func newDescs() descs {
 
 func (d *descs) describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
-		d.up, d.duration, d.requests, d.rateLimit, d.rateRemaining, d.rateReset,
+		d.up, d.duration, d.requests, d.collected, d.fieldErrors,
 		d.agents, d.busy, d.idle, d.paused, d.byVersion, d.byTag, d.departures,
 		d.agentDeparted, d.clustersUp, d.dispatchPaused, d.dispatchPausedAt,
 	} {
 		ch <- desc
 	}
+	d.rest.describe(ch)
+	d.restUser.describe(ch)
 }
 
 func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
@@ -96,11 +101,16 @@ func (e *Exporter) emit(s *Snapshot, ch chan<- prometheus.Metric) {
 	gauge(ch, d.up, boolValue(s.OK()), org)
 	gauge(ch, d.duration, s.Duration().Seconds(), org)
 	gauge(ch, d.requests, float64(s.Requests), org)
-	if s.HasRateLimit {
-		gauge(ch, d.rateLimit, float64(s.RateLimit.Limit), org)
-		gauge(ch, d.rateRemaining, float64(s.RateLimit.Remaining), org)
-		gauge(ch, d.rateReset, float64(s.RateLimit.Reset), org)
+	if !s.Collected.IsZero() {
+		gauge(ch, d.collected, unixSeconds(s.Collected), org)
 	}
+	if s.HasRateLimit {
+		d.rest.emit(ch, org, s.RateLimit.Limit, s.RateLimit.Remaining, s.RateLimit.Reset)
+	}
+	if s.HasUserRateLimit {
+		d.restUser.emit(ch, org, s.UserRateLimit.Limit, s.UserRateLimit.Remaining, s.UserRateLimit.Reset)
+	}
+	e.emitFieldErrors(s, ch)
 	for _, c := range s.Departures {
 		ch <- prometheus.MustNewConstMetric(d.departures, prometheus.CounterValue, c.Count, org, c.Cluster, c.Queue, c.State)
 	}

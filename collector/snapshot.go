@@ -21,9 +21,20 @@ type Snapshot struct {
 	Requests     int64 // HTTP requests made, departure lookups included
 	Pages        int
 	Duplicates   int // agents seen twice while paging (pages shifted)
-	RateLimit    client.RateLimit
-	HasRateLimit bool
-	Err          error // nil when every page was listed
+	// The REST budgets: the organization's (scope rest) and the token
+	// user's (rest_user), each from the latest response that carried it.
+	RateLimit        client.RateLimit
+	HasRateLimit     bool
+	UserRateLimit    client.RateLimit
+	HasUserRateLimit bool
+	Err              error // nil when every page was listed
+	// Collected is when the collection whose result this is ended; zero
+	// for a result made without one (a scrape's deadline, or a budget
+	// that covered no listing yet).
+	Collected time.Time
+	// FieldErrors: agent members of an unexpected type or format, treated
+	// as absent, counted over every listing so far; sorted by field.
+	FieldErrors []FieldErrorCount
 
 	// Fleet data: set only when Err is nil, so a failed listing never
 	// produces partial numbers.
@@ -49,6 +60,13 @@ func (s *Snapshot) OK() bool { return s.Err == nil }
 
 // Duration is how long the collection took.
 func (s *Snapshot) Duration() time.Duration { return s.End.Sub(s.Start) }
+
+// FieldErrorCount is how many agent members named Field had an
+// unexpected type or format, over every listing of the organization.
+type FieldErrorCount struct {
+	Field string
+	Count float64
+}
 
 // AgentView is an agent with its label values worked out once: valid
 // UTF-8, queues resolved, platform resolved.
