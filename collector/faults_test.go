@@ -388,6 +388,20 @@ func faultCases() []faultCase {
 			log: []string{"malformed response", "without id"}, maxRequests: 4},
 		{name: "an agent without connection_state", inject: status(200, `[{"id":"x","priority":"high"}]`),
 			log: []string{"malformed response"}, maxRequests: 1},
+		// A member of the wrong type fails the listing only for id and
+		// connection_state; any other is absent for that agent
+		// (TestFaultsTolerated).
+		{name: "an id that is not a string", inject: status(200, `[{"id":5,"connection_state":"connected"}]`),
+			log: []string{"malformed response"}, maxRequests: 1},
+		{name: "a connection_state that is not a string", inject: status(200, `[{"id":"x","connection_state":{"name":"connected"}}]`),
+			log: []string{"malformed response"}, maxRequests: 1},
+		{name: "a page that is not an array", inject: fault(buildkitetest.Fault{Match: page(2), Status: 200, Body: `"agents"`}),
+			log: []string{"malformed response"}, maxRequests: 4},
+		// A 429 of the token user's budget: no request until its reset
+		// (42 s here; each failing scrape is a minute later).
+		{name: "429 of the per-user limit", inject: status(429,
+			`{"message":"You have exceeded your API rate limit. Please wait 42 seconds before making more requests.","scope":"rest_user","limit":50,"current":55,"reset":42}`),
+			log: []string{"rate limited", "per-user limit"}, maxRequests: 1},
 		{name: "wrong content type", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), ContentType: "text/html; charset=utf-8"}),
 			log: []string{"content type", "text/html"}, maxRequests: 1},
 		{name: "oversized body", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), OversizeBytes: 17 << 20}),
@@ -714,6 +728,23 @@ func TestFaultsTolerated(t *testing.T) {
 			}
 			if got := sum(fams, "buildkite_agent_info", "hostname", "h"+strings.Repeat("é", 511)); got != 1 {
 				t.Errorf("the hostname cut at the UTF-8 boundary before 1024 bytes (1023): %v", got)
+			}
+		}},
+		{"priority an object, a timestamp not RFC 3339, job a string", buildkitetest.Agent{Extra: map[string]any{
+			"priority": map[string]any{"number": 1}, "connected_at": "2026-01-02 03:04:05 UTC", "job": "j-1",
+		}}, func(t *testing.T, fams map[string]*dto.MetricFamily) {
+			for _, absent := range []string{"buildkite_agent_priority", "buildkite_agent_connected_timestamp_seconds"} {
+				if series(fams, absent) != 0 {
+					t.Errorf("%s from a member of the wrong type", absent)
+				}
+			}
+			if got := sum(fams, "buildkite_agents_idle", "queue", "q"); got != 1 {
+				t.Errorf("the agent counts, idle (its job absent): %v", got)
+			}
+			for _, field := range []string{"priority", "connected_at", "job"} {
+				if got := sum(fams, "buildkite_exporter_agent_field_errors_total", "field", field); got != 1 {
+					t.Errorf("field errors of %s: %v, want 1", field, got)
+				}
 			}
 		}},
 		{"meta_data with nulls", buildkitetest.Agent{Extra: map[string]any{"queue": buildkitetest.Omit, "meta_data": []any{nil, "queue=q", nil}}},

@@ -22,8 +22,10 @@ import (
 // Nil pointers serialize as null. OSID and Arch are omitted when "" (as older
 // API versions do). Queue "" is the queue the agent serves when it has no
 // queue= tag (see Fake.SetReportServedQueue), else omitted. The fake fills url, web_url, graphql_id and creator itself, and
-// paused_by with a plausible user while the agent is paused. paused_note is null when
-// "", paused_timeout_in_minutes null while not paused, meta_data [] when nil.
+// paused_by with a plausible user while the agent is paused; creator is null for
+// about one agent in four. The paused* members are sent only for a paused agent
+// (absent otherwise, as in every published example); paused_note is null when
+// "", meta_data [] when nil.
 type Agent struct {
 	ID, Name, ConnectionState, Hostname, IPAddress, UserAgent, Version string
 	OSID, Arch, Queue                                                  string
@@ -234,6 +236,17 @@ func creator() object {
 	}
 }
 
+// creator is the registering user, or null for one agent in four (by a
+// hash of its ID), as some real responses have it.
+func (a *Agent) creator() any {
+	h := fnv.New32a()
+	h.Write([]byte(a.ID))
+	if h.Sum32()%4 == 0 {
+		return nil
+	}
+	return creator()
+}
+
 func graphqlID(kind, id string) string {
 	return base64.StdEncoding.EncodeToString([]byte(kind + "---" + id))
 }
@@ -273,7 +286,7 @@ func (a *Agent) render(org, apiBase string, p placement, queue string) object {
 		{"ip_address", a.IPAddress},
 		{"user_agent", a.UserAgent},
 		{"version", a.Version},
-		{"creator", creator()},
+		{"creator", a.creator()},
 		{"created_at", ts(a.CreatedAt)},
 		{"job", job},
 		{"last_job_finished_at", tsPtr(a.LastJobFinishedAt)},
@@ -290,12 +303,16 @@ func (a *Agent) render(org, apiBase string, p placement, queue string) object {
 		field{"disconnected_at", tsPtr(a.DisconnectedAt)},
 		field{"lost_at", tsPtr(a.LostAt)},
 		field{"stopped_at", tsPtr(a.StoppedAt)},
-		field{"paused", a.Paused},
-		field{"paused_at", tsPtr(a.PausedAt)},
-		field{"paused_by", pausedBy},
-		field{"paused_note", pausedNote},
-		field{"paused_timeout_in_minutes", pausedTimeout},
 	)
+	if a.Paused { // absent otherwise, as in every published example
+		o = append(o,
+			field{"paused", a.Paused},
+			field{"paused_at", tsPtr(a.PausedAt)},
+			field{"paused_by", pausedBy},
+			field{"paused_note", pausedNote},
+			field{"paused_timeout_in_minutes", pausedTimeout},
+		)
+	}
 	return o.merge(a.Extra)
 }
 

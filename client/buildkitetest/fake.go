@@ -136,8 +136,14 @@ func NewFake() *Fake {
 		orgWindows:  map[string]*window{},
 		userWindows: map[string]*window{},
 		clusters:    map[string]map[string]*clusterState{},
+		linkOrigin:  CanonicalOrigin,
 	}
 }
+
+// CanonicalOrigin is what Buildkite's Link headers name whatever host a
+// request went to (a proxy, a gateway, this fake): the default of
+// SetLinkOrigin.
+const CanonicalOrigin = "https://api.buildkite.com"
 
 // AddToken makes token valid for every organization with the given scopes
 // (read_agents, write_agents and read_clusters when none are given).
@@ -316,9 +322,10 @@ func (f *Fake) SetUserRateLimit(limit int) {
 	f.userLimit = limit
 }
 
-// SetLinkOrigin makes the Link headers of list pages name origin (scheme://host,
-// e.g. "https://api.buildkite.com") instead of the host the request came to, as
-// Buildkite's do behind a proxy. "" restores the default.
+// SetLinkOrigin makes the Link headers of list pages name origin
+// (scheme://host). The default is CanonicalOrigin, as Buildkite's links name
+// api.buildkite.com whatever host was asked; "" makes them name the host
+// the request came to (older tests rely on that).
 func (f *Fake) SetLinkOrigin(origin string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -727,7 +734,19 @@ func setRateHeaders(h http.Header, prefix, scope string, limit int, w *window, n
 	h.Set(prefix+"Limit", strconv.Itoa(limit))
 	h.Set(prefix+"Remaining", strconv.Itoa(limit-w.count))
 	h.Set(prefix+"Reset", strconv.Itoa(reset))
+	if left := limit - w.count; limit != UnlimitedRateLimit && left < max(limit/10, 1) {
+		h.Set(prefix+"Warning", warningText(left, reset))
+	}
 	return reset
+}
+
+// warningText is the fake's RateLimit-Warning: near the limit, and on a
+// 429 of that budget.
+func warningText(left, reset int) string {
+	if left < 0 {
+		return fmt.Sprintf("You have exceeded your API rate limit. Please wait %d seconds before making more requests.", reset)
+	}
+	return fmt.Sprintf("You are approaching your API rate limit: %d requests left until the window resets in %d seconds.", left, reset)
 }
 
 func rateLimitBody(scope string, limit, current, reset int) object {
