@@ -23,25 +23,25 @@ const (
 )
 
 type descs struct {
-	up, duration, requests              *prometheus.Desc
-	collected, fieldErrors              *prometheus.Desc
-	rest, restUser                      rateLimitDescs
-	agents, busy, idle, paused          *prometheus.Desc
-	byVersion, byTag, departures        *prometheus.Desc
-	agentDeparted                       *prometheus.Desc
-	clustersUp, dispatchPaused          *prometheus.Desc
-	dispatchPausedAt                    *prometheus.Desc
+	up, duration, requests       *prometheus.Desc
+	collected, fieldErrors       *prometheus.Desc
+	rest, restUser               rateLimitDescs
+	agents, busy, idle, paused   *prometheus.Desc
+	byVersion, byTag, departures *prometheus.Desc
+	agentDeparted                *prometheus.Desc
+	clustersUp, dispatchPaused   *prometheus.Desc
+	dispatchPausedAt             *prometheus.Desc
 }
 
 func newDescs() descs {
 	org := []string{"organization"}
 	orgQueue := []string{"organization", "buildkite_cluster", "queue"}
 	return descs{
-		up:            prometheus.NewDesc(nameUp, "1 when the latest listing of every page of the organization's agents succeeded, else 0. With --collector.min-interval the result may come from memory.", org, nil),
-		duration:      prometheus.NewDesc(nameScrapeDuration, "How long the latest collection of the organization took.", org, nil),
-		requests:      prometheus.NewDesc(nameScrapeRequests, "API requests the latest collection made, departure lookups included.", org, nil),
-		rest:          newRateLimitDescs(client.ScopeRest),
-		restUser:      newRateLimitDescs(client.ScopeRestUser),
+		up:       prometheus.NewDesc(nameUp, "1 when the latest listing of every page of the organization's agents succeeded, else 0. With --collector.min-interval the result may come from memory.", org, nil),
+		duration: prometheus.NewDesc(nameScrapeDuration, "How long the latest collection of the organization took.", org, nil),
+		requests: prometheus.NewDesc(nameScrapeRequests, "API requests the latest collection made, departure lookups included.", org, nil),
+		rest:     newRateLimitDescs(client.ScopeRest),
+		restUser: newRateLimitDescs(client.ScopeRestUser),
 		collected: prometheus.NewDesc(nameCollectionTime, "When the collection whose result is served ended; --collector.min-interval, "+
 			"pacing on the rate-limit budget and 429 windows serve earlier results.", org, nil),
 		fieldErrors: prometheus.NewDesc(nameFieldErrorsTotal, "Agent members of an unexpected type or format, treated as absent (the agent still counts), "+
