@@ -50,7 +50,7 @@ func (h *hold) key() string {
 		return ""
 	}
 	if h.blocked {
-		return "blocked " + h.scope
+		return "blocked" // the client's window does not say its scope
 	}
 	return "paced " + h.scope
 }
@@ -86,21 +86,15 @@ func (e *Exporter) budgetHold(org string, needed int) *hold {
 // Nothing is sent to the API.
 func (e *Exporter) held(m *orgMemory) *Snapshot {
 	h := e.budgetHold(m.org, m.pagesNeeded())
-	e.logHold(m, h)
 	if h == nil {
 		return nil
 	}
-	return e.serveLatest(m, errBudget)
-}
-
-// serveLatest returns org's latest complete result, or, with none yet, a result without a listing
-// (buildkite_up 0) failing with err.
-func (e *Exporter) serveLatest(m *orgMemory, err error) *Snapshot {
-	if latest := m.latestResult(); latest != nil {
-		return latest // Collection sets the current budgets
+	e.logHold(m, h)
+	if s := m.latestResult(); s != nil {
+		return s // Collection sets the current budgets
 	}
 	now := e.now()
-	s := &Snapshot{Organization: m.org, Start: now, End: now, Err: err}
+	s := &Snapshot{Organization: m.org, Start: now, End: now, Err: errBudget}
 	e.setRateLimits(s)
 	m.clusterReads.fill(s)
 	s.FieldErrors = m.fieldErrorCounts()
@@ -115,34 +109,41 @@ func (e *Exporter) setRateLimits(s *Snapshot) {
 	s.UserRateLimit, s.HasUserRateLimit = rl.RestUser, rl.HasRestUser
 }
 
-// logHold logs, once per change, why listings of org wait, and when they
-// start again.
+// logHold logs, once per change, why listings of org wait.
 func (e *Exporter) logHold(m *orgMemory, h *hold) {
-	previous, changed := m.setHold(h.key())
-	switch {
-	case !changed:
-	case h == nil:
+	if _, changed := m.setHold(h.key()); !changed {
+		return
+	}
+	if h.blocked {
+		level.Warn(e.logger).Log("msg", "rate limited (HTTP 429): no request until the reset; serving the latest complete result",
+			"organization", m.org, "scope", h.scope, "reset_seconds", seconds(h.reset), "served_collection", m.servedAt())
+		return
+	}
+	level.Warn(e.logger).Log("msg", "rate-limit budget too low for a listing; serving the latest complete result until the window resets",
+		"organization", m.org, "scope", h.scope, "requests_needed", h.needed, "budget_left", h.left,
+		"reset_seconds", seconds(h.reset), "served_collection", m.servedAt())
+}
+
+// logResume logs, once, that listings of org run again after a hold.
+func (e *Exporter) logResume(m *orgMemory) {
+	if previous, changed := m.setHold(""); changed {
 		level.Info(e.logger).Log("msg", "the rate-limit budget covers a listing again; collections resume",
 			"organization", m.org, "was", previous)
-	case h.blocked:
-		level.Warn(e.logger).Log("msg", "rate limited (HTTP 429): no request until the reset; serving the latest complete result",
-			"organization", m.org, "reset_seconds", seconds(h.reset), "served_collection", m.servedAt())
-	default:
-		level.Warn(e.logger).Log("msg", "rate-limit budget too low for a listing; serving the latest complete result until the window resets",
-			"organization", m.org, "scope", h.scope, "requests_needed", h.needed, "budget_left", h.left,
-			"reset_seconds", seconds(h.reset), "served_collection", m.servedAt())
 	}
 }
 
 // seconds rounds d up to whole seconds, as RateLimit-Reset counts.
 func seconds(d time.Duration) int { return int(math.Ceil(d.Seconds())) }
 
-// refusedByClient reports whether err is the client refusing a request
-// inside a 429 window without sending it: another organization's 429 of
-// the token's user budget, not a failure of this listing.
-func refusedByClient(err error) bool {
+// rateLimited returns the 429 that ended a listing: one Buildkite sent,
+// or the client refusing to send inside a 429 window; nil for any other
+// outcome.
+func rateLimited(err error) *client.RateLimitError {
 	var rle *client.RateLimitError
-	return errors.As(err, &rle) && !rle.Sent
+	if errors.As(err, &rle) {
+		return rle
+	}
+	return nil
 }
 
 // lookupBudget is how many departure lookups this collection may make:

@@ -215,16 +215,18 @@ func (e *Exporter) collect(ctx context.Context, m *orgMemory) *Snapshot {
 
 	s.End = e.now()
 	e.setRateLimits(s)
-	if refusedByClient(s.Err) {
-		// Another organization's 429 closed the token user's budget while
-		// this listing ran: no failure of this organization's; its
-		// latest result stands.
-		m.remember(s)
-		var rle *client.RateLimitError
-		if errors.As(s.Err, &rle) {
-			e.logHold(m, &hold{blocked: true, scope: rle.Scope, reset: rle.ResetAt.Sub(s.End)})
+	if rle := rateLimited(s.Err); rle != nil {
+		// A 429 (this listing's, or another organization's that closed
+		// the token user's budget while this one ran) holds listings back
+		// until its reset. The latest complete result stands, as with
+		// pacing; the 429 shows in the history and the request counter.
+		e.logHold(m, &hold{blocked: true, scope: rle.Scope, reset: rle.ResetAt.Sub(s.End)})
+		if good := m.goodResult(); good != nil {
+			m.remember(s)
+			return good
 		}
-		return e.serveLatest(m, s.Err)
+	} else {
+		e.logResume(m)
 	}
 	s.Collected = s.End
 	s.FieldErrors = m.fieldErrorCounts()

@@ -488,8 +488,8 @@ func TestConcurrentScrapesShareACollection(t *testing.T) {
 }
 
 // A 429 blocks the organization until the reset: the next scrapes answer
-// at once with the latest result (the failed one: buildkite_up 0, with its
-// collection's timestamp) and send nothing.
+// at once with the latest complete result (buildkite_up 1, with its own
+// collection's timestamp, the current budgets) and send nothing.
 func TestRateLimited(t *testing.T) {
 	e := newEnv(t, defaults("acme"))
 	e.server.PutAgent("acme", agentInQueue("r1", "build"))

@@ -40,6 +40,8 @@ const (
 	perPage    = 50
 	msgFailed  = `msg="collection failed; buildkite_up is 0 until it recovers"`
 	msgRecover = `msg="collection recovered"`
+	msgHold    = `msg="rate limited (HTTP 429): no request until the reset; serving the latest complete result"`
+	msgResume  = `msg="the rate-limit budget covers a listing again; collections resume"`
 )
 
 // lockedBuffer is a log sink that collections may write to from other
@@ -327,6 +329,10 @@ type faultCase struct {
 	// collection, not the scrape's.
 	timeout time.Duration
 	mod     func(*client.Config, *collector.Config)
+	// servesLatest: a 429 holds listings back, and every scrape of the
+	// fault serves the latest complete result (buildkite_up 1, its own
+	// collection timestamp); the one log line is the hold, not a failure.
+	servesLatest bool
 }
 
 func status(code int, body string) func(fe *faultEnv) func() {
@@ -401,7 +407,7 @@ func faultCases() []faultCase {
 		// (42 s here; each failing scrape is a minute later).
 		{name: "429 of the per-user limit", inject: status(429,
 			`{"message":"You have exceeded your API rate limit. Please wait 42 seconds before making more requests.","scope":"rest_user","limit":50,"current":55,"reset":42}`),
-			log: []string{"rate limited", "per-user limit"}, maxRequests: 1},
+			log: []string{"rate limited", "scope=rest_user"}, maxRequests: 1, servesLatest: true},
 		{name: "wrong content type", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), ContentType: "text/html; charset=utf-8"}),
 			log: []string{"content type", "text/html"}, maxRequests: 1},
 		{name: "oversized body", inject: fault(buildkitetest.Fault{Match: buildkitetest.MatchPath("/agents"), OversizeBytes: 17 << 20}),
@@ -476,13 +482,21 @@ func TestFaultMatrix(t *testing.T) {
 			fams, _ := scrape(false)
 			checkUp(t, fams, fleetSize)
 			departedBefore := series(fams, "buildkite_agent_departed_timestamp_seconds")
+			collectedBefore := sum(fams, "buildkite_collection_timestamp_seconds")
 
 			clearFault := tc.inject(fe)
 			for i := range 3 {
 				fe.clock.Advance(time.Minute)
 				before := fe.requests()
 				fams, took := scrape(true)
-				checkDown(t, fams)
+				if tc.servesLatest {
+					checkUp(t, fams, fleetSize)
+					if got := sum(fams, "buildkite_collection_timestamp_seconds"); got != collectedBefore {
+						t.Errorf("scrape %d: collection timestamp %v, want the served result's %v", i, got, collectedBefore)
+					}
+				} else {
+					checkDown(t, fams)
+				}
 				if got := series(fams, "buildkite_agent_departed_timestamp_seconds"); got != departedBefore {
 					t.Errorf("scrape %d: departed series %d, want %d (nothing left)", i, got, departedBefore)
 				}
@@ -493,17 +507,21 @@ func TestFaultMatrix(t *testing.T) {
 					t.Errorf("scrape %d with a --buildkite.timeout of %v took %v", i, tc.timeout, took)
 				}
 			}
-			failed := fe.logs.lines(msgFailed)
+			failMsg, failLevel, recoverMsg := msgFailed, "level=error", msgRecover
+			if tc.servesLatest {
+				failMsg, failLevel, recoverMsg = msgHold, "level=warn", msgResume
+			}
+			failed := fe.logs.lines(failMsg)
 			if len(failed) != 1 {
-				t.Fatalf("three failing scrapes logged %d failure lines, want 1:\n%s", len(failed), fe.logs.String())
+				t.Fatalf("three failing scrapes logged %d lines %s, want 1:\n%s", len(failed), failMsg, fe.logs.String())
 			}
 			for _, want := range tc.log {
 				if !strings.Contains(failed[0], want) {
 					t.Errorf("the failure log line lacks %q:\n%s", want, failed[0])
 				}
 			}
-			if !strings.Contains(failed[0], "level=error") || !strings.Contains(failed[0], "organization="+faultOrg) {
-				t.Errorf("the failure line is not an error naming the organization: %s", failed[0])
+			if !strings.Contains(failed[0], failLevel) || !strings.Contains(failed[0], "organization="+faultOrg) {
+				t.Errorf("the failure line is not %s naming the organization: %s", failLevel, failed[0])
 			}
 
 			clearFault()
@@ -513,10 +531,10 @@ func TestFaultMatrix(t *testing.T) {
 			fe.clock.Advance(time.Minute)
 			fams, _ = scrape(false)
 			checkUp(t, fams, fleetSize)
-			if n := len(fe.logs.lines(msgRecover)); n != 1 {
+			if n := len(fe.logs.lines(recoverMsg)); n != 1 {
 				t.Errorf("recovery logged %d times, want 1:\n%s", n, fe.logs.String())
 			}
-			if n := len(fe.logs.lines(msgFailed)); n != 1 {
+			if n := len(fe.logs.lines(failMsg)); n != 1 {
 				t.Errorf("%d failure lines after recovery, want 1", n)
 			}
 			if n := fe.foreignHits.Load(); n != 0 {
@@ -566,18 +584,22 @@ func TestFaultLogOncePerStateChange(t *testing.T) {
 	}
 }
 
-// A 429: no retry, no request at all until RateLimit-Reset has passed,
-// scrapes inside the window answer at once with buildkite_up 0; then it
-// recovers. The window comes from the fake's own rate limiter.
+// A 429: no retry, no request at all until RateLimit-Reset has passed;
+// the scrape that met it and every scrape inside the window answer at once
+// with the latest complete result (buildkite_up 1, its own collection
+// timestamp); then it recovers. The window comes from the fake's own rate
+// limiter.
 func TestFault429NoRetryStorm(t *testing.T) {
 	fe := newFaultEnv(t, nil)
 	fe.fleet(fleetSize)
-	checkUp(t, families(t, fe.exporter), fleetSize) // 3 requests of the 60 s window
+	fams := families(t, fe.exporter) // 3 requests of the 60 s window
+	checkUp(t, fams, fleetSize)
+	collected := sum(fams, "buildkite_collection_timestamp_seconds")
 	fe.fake.SetRateLimit(4)
 	fe.clock.Advance(10 * time.Second)
 	before := fe.requests()
-	fams := families(t, fe.exporter) // page 1 is the 4th request, page 2 exceeds the limit
-	checkDown(t, fams)
+	fams = families(t, fe.exporter) // page 1 is the 4th request, page 2 exceeds the limit
+	checkUp(t, fams, fleetSize)
 	if n := fe.requests() - before; n != 2 {
 		t.Errorf("the scrape that hit the limit made %d requests, want 2: page 1, and page 2 answered 429 (no retries)", n)
 	}
@@ -585,12 +607,16 @@ func TestFault429NoRetryStorm(t *testing.T) {
 		t.Errorf("rate_limit_remaining = %v, want <= 0", got)
 	}
 	// Inside the window (it resets 60 s after its first request): nothing
-	// is sent, and each scrape answers at once.
+	// is sent, and each scrape answers at once with the served result.
 	for i := range 5 {
 		fe.clock.Advance(9 * time.Second)
 		before := fe.requests()
 		began := time.Now()
-		checkDown(t, families(t, fe.exporter))
+		fams := families(t, fe.exporter)
+		checkUp(t, fams, fleetSize)
+		if got := sum(fams, "buildkite_collection_timestamp_seconds"); got != collected {
+			t.Errorf("scrape %d inside the 429 window: collection timestamp %v, want %v", i, got, collected)
+		}
 		if took := time.Since(began); took > 200*time.Millisecond {
 			t.Errorf("scrape %d inside the 429 window took %v", i, took)
 		}
@@ -600,13 +626,19 @@ func TestFault429NoRetryStorm(t *testing.T) {
 	}
 	fe.fake.SetRateLimit(0)
 	fe.clock.Advance(10 * time.Second) // 64 s after the 429: past the reset
-	checkUp(t, families(t, fe.exporter), fleetSize)
-	failed := fe.logs.lines(msgFailed)
-	if len(failed) != 1 || !strings.Contains(failed[0], "rate limited") {
-		t.Errorf("want one failure line about the rate limit, have:\n%s", strings.Join(failed, "\n"))
+	fams = families(t, fe.exporter)
+	checkUp(t, fams, fleetSize)
+	if got := sum(fams, "buildkite_collection_timestamp_seconds"); got <= collected {
+		t.Errorf("after the reset: collection timestamp %v, want a new collection after %v", got, collected)
 	}
-	if n := len(fe.logs.lines(msgRecover)); n != 1 {
-		t.Errorf("recovery logged %d times", n)
+	if n := len(fe.logs.lines(msgFailed)); n != 0 {
+		t.Errorf("a 429 with a complete result to serve logged %d failure lines", n)
+	}
+	if held := fe.logs.lines(msgHold); len(held) != 1 || !strings.Contains(held[0], "reset_seconds=") {
+		t.Errorf("want one line about the 429 window, have:\n%s", fe.logs.String())
+	}
+	if n := len(fe.logs.lines(msgResume)); n != 1 {
+		t.Errorf("resumption logged %d times", n)
 	}
 }
 

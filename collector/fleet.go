@@ -32,6 +32,7 @@ type orgMemory struct {
 	departed   map[string]DepartedAgent
 	departures map[departureKey]float64
 	latest     *Snapshot
+	good       *Snapshot // the latest successful listing's result, served while listings wait
 	history    []CollectionSummary // newest last
 	errClass   string              // of the latest collection, "" when it succeeded
 	pages      int                 // of the latest successful listing; 0 before one
@@ -286,6 +287,7 @@ func (m *orgMemory) record(s *Snapshot) (changed bool, previous string) {
 	m.latest = s
 	if s.OK() {
 		m.pages = s.Pages
+		m.good = s
 	}
 	m.rememberLocked(s)
 	class := ""
@@ -318,11 +320,24 @@ func (m *orgMemory) rememberLocked(s *Snapshot) {
 	m.history = append(m.history, sum)
 }
 
-// latestResult is the latest complete collection's result, nil before one.
+// latestResult is what is served while listings wait: the latest
+// complete (successful) listing's result, else the latest failed one, nil
+// before any.
 func (m *orgMemory) latestResult() *Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.good != nil {
+		return m.good
+	}
 	return m.latest
+}
+
+// goodResult is the latest complete (successful) listing's result, nil
+// before one.
+func (m *orgMemory) goodResult() *Snapshot {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.good
 }
 
 // pagesNeeded is what the next listing is expected to cost: the latest
@@ -346,10 +361,10 @@ func (m *orgMemory) setHold(key string) (previous string, changed bool) {
 func (m *orgMemory) servedAt() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.latest == nil || m.latest.Collected.IsZero() {
+	if m.good == nil {
 		return "none (buildkite_up 0)"
 	}
-	return m.latest.Collected.UTC().Format(time.RFC3339)
+	return m.good.Collected.UTC().Format(time.RFC3339)
 }
 
 // countFieldErrors adds a successful listing's field errors and returns
