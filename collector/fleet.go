@@ -32,7 +32,7 @@ type orgMemory struct {
 	departed   map[string]DepartedAgent
 	departures map[departureKey]float64
 	latest     *Snapshot
-	good       *Snapshot // the latest successful listing's result, served while listings wait
+	good       *Snapshot           // the latest successful listing's result, served while listings wait
 	history    []CollectionSummary // newest last
 	errClass   string              // of the latest collection, "" when it succeeded
 	pages      int                 // of the latest successful listing; 0 before one
