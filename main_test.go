@@ -581,3 +581,51 @@ func TestLogFormat(t *testing.T) {
 		})
 	}
 }
+
+// A token file whose content cannot be a token (here: two tokens, one
+// line each) stops the exporter at startup, naming the file and the
+// problem; rotated in later, it fails the scrape with the same words. The
+// tokens reach no output.
+func TestBadTokenFileContent(t *testing.T) {
+	fake := newFake(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	const second = "bkua_second_pasted_token_31c0"
+	twoLines := e2eToken + "\n" + second + "\n"
+	if err := os.WriteFile(tokenFile, []byte(twoLines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--web.listen-address=" + freeAddr(t), "--buildkite.organization=acme",
+		"--buildkite.api-url=" + fake.URL, "--buildkite.token-file=" + tokenFile, "--log.level=debug"}
+	// Bounded: an exporter that starts anyway would otherwise run on.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, exporterBinary(t), args...).CombinedOutput()
+	want := "--buildkite.token-file: API token file " + tokenFile + ": has more than one line"
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("startup with a two-line token file: %v, output lacks %q:\n%s", err, want, out)
+	}
+
+	if err := os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, nil, args[1:]...)
+	if _, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil); !strings.Contains(body, `buildkite_up{organization="acme"} 1`) {
+		t.Fatalf("a good token file: no buildkite_up 1\n%s", r.output.String())
+	}
+	if err := os.WriteFile(tokenFile, []byte(twoLines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+	if !strings.Contains(body, `buildkite_up{organization="acme"} 0`) {
+		t.Errorf("a two-line token file rotated in: no buildkite_up 0")
+	}
+	logs := r.waitForOutput("has more than one line", 5*time.Second)
+	if !strings.Contains(logs, "API token file "+tokenFile+": has more than one line") {
+		t.Errorf("the scrape's failure does not name the file and the problem:\n%s", logs)
+	}
+	for _, secret := range []string{e2eToken, second} {
+		if strings.Contains(string(out)+logs+body, secret) {
+			t.Errorf("a token appears in the output")
+		}
+	}
+}
