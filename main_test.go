@@ -629,3 +629,75 @@ func TestBadTokenFileContent(t *testing.T) {
 		}
 	}
 }
+
+// The web server's timeouts: headers within 10s, keep-alive connections
+// idle at most --web.idle-timeout, and a write timeout that leaves a scrape
+// its whole --buildkite.timeout plus 30s to write /metrics.
+func TestServerTimeouts(t *testing.T) {
+	for _, tt := range []struct {
+		args              []string
+		idle, writeWithin time.Duration
+	}{
+		{nil, 60 * time.Second, 60 * time.Second},
+		{[]string{"--buildkite.timeout=2m", "--web.idle-timeout=5s"}, 5 * time.Second, 150 * time.Second},
+	} {
+		var cfg config
+		if _, done := parse(newApp(&cfg, io.Discard), tt.args); done {
+			t.Fatalf("%v: not parsed", tt.args)
+		}
+		s := newServer(&cfg, http.NotFoundHandler())
+		if s.ReadHeaderTimeout != 10*time.Second || s.IdleTimeout != tt.idle || s.WriteTimeout != tt.writeWithin {
+			t.Errorf("%v: read header %v, idle %v, write %v; want 10s, %v, %v",
+				tt.args, s.ReadHeaderTimeout, s.IdleTimeout, s.WriteTimeout, tt.idle, tt.writeWithin)
+		}
+	}
+}
+
+// The listeners exporter-toolkit would open are still there, each under
+// the connection limit: every --web.listen-address, and with
+// --web.systemd-socket the sockets systemd passes.
+func TestListeners(t *testing.T) {
+	fake := newFake(t)
+	env := []string{"BUILDKITE_API_TOKEN=" + e2eToken}
+	second := freeAddr(t)
+	r := start(t, env, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL, "--web.listen-address="+second)
+	for _, addr := range []string{r.addr, second} {
+		if code, _ := get(t, http.DefaultClient, "http://"+addr+"/", nil); code != 200 {
+			t.Errorf("GET / on %s: %d", addr, code)
+		}
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	socket, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer socket.Close()
+	// systemd names the process the sockets are for by LISTEN_PID.
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, exporterBinary(t),
+		"--web.systemd-socket", "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL, "--web.max-connections=1")
+	cmd.Env = append(env, "LISTEN_FDS=1")
+	cmd.ExtraFiles = []*os.File{socket}
+	output := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = output, output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	held := servedConn(t, l.Addr().String())
+	defer held.Close()
+	over, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
+	if err == nil {
+		defer over.Close()
+		if answered(over) || !closedByServer(over, 5*time.Second) {
+			t.Errorf("the systemd socket is not under --web.max-connections=1")
+		}
+	}
+	if !strings.Contains(output.String(), "systemd") {
+		t.Errorf("no line says the systemd sockets are used:\n%s", output.String())
+	}
+}
