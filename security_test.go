@@ -264,7 +264,10 @@ func binaryGoroutines(t *testing.T, addr string) int {
 // one collection, and the process' goroutines come back down.
 func TestConcurrentScrapesOfTheBinary(t *testing.T) {
 	fake := newFake(t)
-	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL)
+	// 100 scrapes plus this test's other connections: above the default
+	// --web.max-connections of 100, which would close some of them.
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL,
+		"--web.max-connections=110")
 	before := binaryGoroutines(t, r.addr)
 	fake.InjectFault(buildkitetest.Fault{Delay: 300 * time.Millisecond})
 	fake.ResetRequests()
