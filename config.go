@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -48,6 +49,8 @@ type config struct {
 	tags                 []string
 	telemetryPath        string
 	timeoutOffset        time.Duration
+	maxConnections       int
+	idleTimeout          time.Duration
 	logLevel             string
 	logFormat            string
 	web                  *web.FlagConfig
@@ -104,6 +107,10 @@ func newApp(cfg *config, stdout io.Writer) *kingpin.Application {
 		Default("/metrics").StringVar(&cfg.telemetryPath)
 	app.Flag("web.timeout-offset", "Subtracted from Prometheus' X-Prometheus-Scrape-Timeout-Seconds to bound a collection.").
 		Default("0.5s").DurationVar(&cfg.timeoutOffset)
+	app.Flag("web.max-connections", "Connections served at once; more are closed as they arrive.").
+		Default(strconv.Itoa(defaultMaxConnections)).IntVar(&cfg.maxConnections)
+	app.Flag("web.idle-timeout", "Close keep-alive connections idle this long (for tests).").
+		Hidden().Default(defaultIdleTimeout.String()).DurationVar(&cfg.idleTimeout)
 	app.Flag("log.level", "Only log messages with the given severity or above: debug, info, warn, error.").
 		Default("info").EnumVar(&cfg.logLevel, "debug", "info", "warn", "error")
 	app.Flag("log.format", "Output format of log messages: logfmt or json.").
@@ -156,6 +163,10 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("--buildkite.timeout must be positive, not %v", cfg.timeout)
 	case cfg.timeoutOffset < 0:
 		return fmt.Errorf("--web.timeout-offset must not be negative, not %v", cfg.timeoutOffset)
+	case cfg.maxConnections < 1:
+		return fmt.Errorf("--web.max-connections must be at least 1, not %d", cfg.maxConnections)
+	case cfg.idleTimeout <= 0:
+		return fmt.Errorf("--web.idle-timeout must be positive, not %v", cfg.idleTimeout)
 	}
 	return nil
 }

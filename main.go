@@ -111,11 +111,16 @@ func setup(cfg *config, logger log.Logger) (*http.ServeMux, error) {
 
 // serve serves mux until SIGINT or SIGTERM.
 func serve(cfg *config, mux *http.ServeMux, logger log.Logger, toolkitLogger *slog.Logger) int {
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	listeners, err := listen(cfg.web, cfg.maxConnections, logger)
+	if err != nil {
+		level.Error(logger).Log("msg", "cannot listen", "err", err)
+		return 1
+	}
+	server := newServer(cfg, mux)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(server, cfg.web, toolkitLogger) }()
+	go func() { serveErr <- web.ServeMultiple(listeners, server, cfg.web, toolkitLogger) }()
 	select {
 	case err := <-serveErr:
 		level.Error(logger).Log("msg", "server stopped", "err", err)

@@ -581,3 +581,123 @@ func TestLogFormat(t *testing.T) {
 		})
 	}
 }
+
+// A token file whose content cannot be a token (here: two tokens, one
+// line each) stops the exporter at startup, naming the file and the
+// problem; rotated in later, it fails the scrape with the same words. The
+// tokens reach no output.
+func TestBadTokenFileContent(t *testing.T) {
+	fake := newFake(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	const second = "bkua_second_pasted_token_31c0"
+	twoLines := e2eToken + "\n" + second + "\n"
+	if err := os.WriteFile(tokenFile, []byte(twoLines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--web.listen-address=" + freeAddr(t), "--buildkite.organization=acme",
+		"--buildkite.api-url=" + fake.URL, "--buildkite.token-file=" + tokenFile, "--log.level=debug"}
+	// Bounded: an exporter that starts anyway would otherwise run on.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, exporterBinary(t), args...).CombinedOutput()
+	want := "--buildkite.token-file: API token file " + tokenFile + ": has more than one line"
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("startup with a two-line token file: %v, output lacks %q:\n%s", err, want, out)
+	}
+
+	if err := os.WriteFile(tokenFile, []byte(e2eToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, nil, args[1:]...)
+	if _, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil); !strings.Contains(body, `buildkite_up{organization="acme"} 1`) {
+		t.Fatalf("a good token file: no buildkite_up 1\n%s", r.output.String())
+	}
+	if err := os.WriteFile(tokenFile, []byte(twoLines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+	if !strings.Contains(body, `buildkite_up{organization="acme"} 0`) {
+		t.Errorf("a two-line token file rotated in: no buildkite_up 0")
+	}
+	logs := r.waitForOutput("has more than one line", 5*time.Second)
+	if !strings.Contains(logs, "API token file "+tokenFile+": has more than one line") {
+		t.Errorf("the scrape's failure does not name the file and the problem:\n%s", logs)
+	}
+	for _, secret := range []string{e2eToken, second} {
+		if strings.Contains(string(out)+logs+body, secret) {
+			t.Errorf("a token appears in the output")
+		}
+	}
+}
+
+// The web server's timeouts: headers within 10s, keep-alive connections
+// idle at most --web.idle-timeout, and a write timeout that leaves a scrape
+// its whole --buildkite.timeout plus 30s to write /metrics.
+func TestServerTimeouts(t *testing.T) {
+	for _, tt := range []struct {
+		args              []string
+		idle, writeWithin time.Duration
+	}{
+		{nil, 60 * time.Second, 60 * time.Second},
+		{[]string{"--buildkite.timeout=2m", "--web.idle-timeout=5s"}, 5 * time.Second, 150 * time.Second},
+	} {
+		var cfg config
+		if _, done := parse(newApp(&cfg, io.Discard), tt.args); done {
+			t.Fatalf("%v: not parsed", tt.args)
+		}
+		s := newServer(&cfg, http.NotFoundHandler())
+		if s.ReadHeaderTimeout != 10*time.Second || s.IdleTimeout != tt.idle || s.WriteTimeout != tt.writeWithin {
+			t.Errorf("%v: read header %v, idle %v, write %v; want 10s, %v, %v",
+				tt.args, s.ReadHeaderTimeout, s.IdleTimeout, s.WriteTimeout, tt.idle, tt.writeWithin)
+		}
+	}
+}
+
+// The listeners exporter-toolkit would open are still there, each under
+// the connection limit: every --web.listen-address, and with
+// --web.systemd-socket the sockets systemd passes.
+func TestListeners(t *testing.T) {
+	fake := newFake(t)
+	env := []string{"BUILDKITE_API_TOKEN=" + e2eToken}
+	second := freeAddr(t)
+	r := start(t, env, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL, "--web.listen-address="+second)
+	for _, addr := range []string{r.addr, second} {
+		if code, _ := get(t, http.DefaultClient, "http://"+addr+"/", nil); code != 200 {
+			t.Errorf("GET / on %s: %d", addr, code)
+		}
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	socket, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer socket.Close()
+	// systemd names the process the sockets are for by LISTEN_PID.
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, exporterBinary(t),
+		"--web.systemd-socket", "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL, "--web.max-connections=1")
+	cmd.Env = append(env, "LISTEN_FDS=1")
+	cmd.ExtraFiles = []*os.File{socket}
+	output := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = output, output
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	held := servedConn(t, l.Addr().String())
+	defer held.Close()
+	over, err := net.DialTimeout("tcp", l.Addr().String(), 5*time.Second)
+	if err == nil {
+		defer over.Close()
+		if answered(over) || !closedByServer(over, 5*time.Second) {
+			t.Errorf("the systemd socket is not under --web.max-connections=1")
+		}
+	}
+	if !strings.Contains(output.String(), "systemd") {
+		t.Errorf("no line says the systemd sockets are used:\n%s", output.String())
+	}
+}

@@ -6,7 +6,11 @@ package main
 // warning. TLS and basic auth are TestTLSAndBasicAuth in main_test.go.
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -261,7 +265,10 @@ func binaryGoroutines(t *testing.T, addr string) int {
 // one collection, and the process' goroutines come back down.
 func TestConcurrentScrapesOfTheBinary(t *testing.T) {
 	fake := newFake(t)
-	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL)
+	// 100 scrapes plus this test's other connections: above the default
+	// --web.max-connections of 100, which would close some of them.
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme", "--buildkite.api-url="+fake.URL,
+		"--web.max-connections=110")
 	before := binaryGoroutines(t, r.addr)
 	fake.InjectFault(buildkitetest.Fault{Delay: 300 * time.Millisecond})
 	fake.ResetRequests()
@@ -316,4 +323,127 @@ func TestConcurrentScrapesOfTheBinary(t *testing.T) {
 	if after > before+10 {
 		t.Errorf("the exporter's goroutines: %d before, %d after 100 concurrent scrapes", before, after)
 	}
+}
+
+// keepAlive opens a connection to addr, gets / on it and leaves it open,
+// idle, as a keep-alive client would. It fails the test if / is not
+// answered.
+func keepAlive(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if !answered(c) {
+		t.Fatalf("GET / on a new connection was not answered")
+	}
+	return c
+}
+
+// answered sends GET / on c and reports whether a 200 came back (within
+// 10 s) with the connection kept alive.
+func answered(c net.Conn) bool {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetDeadline(time.Time{})
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: exporter\r\n\r\n"); err != nil {
+		return false
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return false
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return err == nil && resp.StatusCode == http.StatusOK && !resp.Close
+}
+
+// closedByServer reports whether the server closes c (a read ends without
+// data) within wait.
+func closedByServer(c net.Conn, wait time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(wait))
+	n, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	return n == 0 && err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// Idle keep-alive connections are closed by the server after
+// --web.idle-timeout (60s by default; 1s here so the test takes seconds).
+// Without it they stayed open for as long as the clients kept them.
+func TestIdleConnectionsClosed(t *testing.T) {
+	fake := newFake(t)
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme",
+		"--buildkite.api-url="+fake.URL, "--web.idle-timeout=1s")
+	const n = 50
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i] = keepAlive(t, r.addr)
+	}
+	closed := make(chan bool, n)
+	for _, c := range conns {
+		go func() { closed <- closedByServer(c, 15*time.Second) }()
+	}
+	open := 0
+	for range conns {
+		if !<-closed {
+			open++
+		}
+	}
+	if open > 0 {
+		t.Errorf("%d of %d idle keep-alive connections still open 15s after a 1s idle timeout", open, n)
+	}
+}
+
+// Connections over --web.max-connections are closed as they arrive, not
+// left waiting unanswered, and the slot of a closed connection serves the
+// next one.
+func TestConnectionLimit(t *testing.T) {
+	fake := newFake(t)
+	const limit = 5
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme",
+		"--buildkite.api-url="+fake.URL, "--web.max-connections="+strconv.Itoa(limit))
+	var held []net.Conn
+	for i := 0; i < limit; i++ {
+		held = append(held, servedConn(t, r.addr))
+	}
+	for i := 0; i < 3; i++ {
+		over, err := net.DialTimeout("tcp", r.addr, 5*time.Second)
+		if err != nil {
+			continue // refused outright: fine too
+		}
+		if answered(over) {
+			t.Errorf("connection %d over the limit of %d was served", limit+i+1, limit)
+		}
+		if !closedByServer(over, 5*time.Second) {
+			t.Errorf("connection %d over the limit of %d left open", limit+i+1, limit)
+		}
+		over.Close()
+	}
+	if out := r.waitForOutput("connection limit reached", 5*time.Second); !strings.Contains(out, "connection limit reached") {
+		t.Errorf("no log line says the limit was reached:\n%s", out)
+	}
+	held[0].Close()
+	servedConn(t, r.addr)
+}
+
+// servedConn returns a keep-alive connection to addr on which GET / was
+// answered, trying up to 50 times: a slot is free only once the server has
+// read the close of the connection that held it (start's readiness probe,
+// say).
+func servedConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if answered(c) {
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+		c.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("no connection served in 50 tries")
+	return nil
 }

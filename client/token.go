@@ -1,11 +1,13 @@
 package client
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync"
+	"unicode"
 )
 
 // TokenSource supplies the API token. The client asks for it before every
@@ -66,6 +68,15 @@ func (s *FileTokenSource) Token() (string, error) {
 	if s.info != nil && sameFileVersion(s.info, fi) {
 		return s.token, nil
 	}
+	// A directory (a Secret mounted at the path meant for one of its keys)
+	// would fail later with a vaguer error; a FIFO would block the read,
+	// and the scrape with it.
+	if fi.IsDir() {
+		return "", fmt.Errorf("%s %s: is a directory, not a file", s.kind, s.path)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s %s: is not a regular file", s.kind, s.path)
+	}
 	tok, err := readTokenFile(s.path, s.kind)
 	if err != nil {
 		return "", err
@@ -100,10 +111,36 @@ func readTokenFile(path, kind string) (string, error) {
 		return "", fmt.Errorf("%s %s: larger than %d bytes", kind, path, maxTokenFileBytes)
 	}
 	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("%s %s: empty", kind, path)
+	if err := checkTokenContent(tok); err != nil {
+		return "", fmt.Errorf("%s %s: %w", kind, path, err)
 	}
 	return tok, nil
+}
+
+// checkTokenContent says what is wrong with a token that cannot be sent as
+// it is, in words that point at the usual cause (an editor's byte-order
+// mark, a UTF-16 file, two tokens pasted into one file) and never quote it.
+// Without it such a token would pass startup and fail every scrape. token
+// has had its surrounding white space trimmed.
+func checkTokenContent(token string) error {
+	switch {
+	case token == "":
+		return errors.New("empty")
+	case strings.HasPrefix(token, "\xef\xbb\xbf"), strings.HasPrefix(token, "\xff\xfe"), strings.HasPrefix(token, "\xfe\xff"):
+		return errors.New("starts with a byte-order mark; save it as plain ASCII")
+	case strings.IndexByte(token, 0) >= 0:
+		return errors.New("contains a NUL byte")
+	case strings.ContainsAny(token, "\n\r"):
+		return errors.New("has more than one line")
+	case strings.IndexFunc(token, unicode.IsSpace) >= 0:
+		return errors.New("contains white space")
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c < '!' || c > '~' {
+			return errors.New("contains a control character or a byte outside printable ASCII")
+		}
+	}
+	return nil
 }
 
 // TokenWarning is told, with a message and the file concerned, of a token
@@ -121,7 +158,7 @@ func APIToken(file, env string, warn TokenWarning) (TokenSource, error) {
 	case file != "":
 		return checkedFileToken(file, "API token file", warn)
 	case token != "":
-		return StaticToken(token), nil
+		return envStaticToken(env, token)
 	}
 	return nil, nil
 }
@@ -154,7 +191,11 @@ func AgentTokens(files []string, env string, warn TokenWarning) ([]NamedToken, e
 	case token != "" && len(out) > 0 && warn != nil:
 		warn(env+" is ignored: an agent token file is given", files[0])
 	case token != "" && len(out) == 0:
-		out = append(out, NamedToken{Name: env, Source: StaticToken(token)})
+		src, err := envStaticToken(env, token)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, NamedToken{Name: env, Source: src})
 	}
 	return out, nil
 }
@@ -169,6 +210,15 @@ func checkedFileToken(file, kind string, warn TokenWarning) (*FileTokenSource, e
 		warn("the "+kind+" is readable by other users; chmod 600 it", file)
 	}
 	return src, nil
+}
+
+// envStaticToken checks the content of token, the value of env, as a
+// file's is checked.
+func envStaticToken(env, token string) (TokenSource, error) {
+	if err := checkTokenContent(token); err != nil {
+		return nil, fmt.Errorf("%s: %w", env, err)
+	}
+	return StaticToken(token), nil
 }
 
 // envToken returns the trimmed value of env and unsets it.

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -112,6 +113,142 @@ func TestAgentTokens(t *testing.T) {
 			if _, set := os.LookupEnv(env); set {
 				t.Errorf("%s still set", env)
 			}
+		})
+	}
+}
+
+// badTokenContents are token files that would pass as a token until the
+// first request: each must be refused, naming the problem and never the
+// token.
+var badTokenContents = []struct {
+	name, content, problem string
+}{
+	{"UTF-8 byte-order mark", "\xef\xbb\xbfbkua_secret_1\n", "starts with a byte-order mark; save it as plain ASCII"},
+	{"UTF-16 LE file", "\xff\xfeb\x00k\x00u\x00a\x00", "starts with a byte-order mark; save it as plain ASCII"},
+	{"UTF-16 BE byte-order mark", "\xfe\xffbkua_secret_1", "starts with a byte-order mark; save it as plain ASCII"},
+	{"NUL byte", "bkua_secret_1\x00\n", "contains a NUL byte"},
+	{"two lines", "bkua_secret_1\nbkua_secret_2\n", "has more than one line"},
+	{"two lines, CRLF", "bkua_secret_1\r\nbkua_secret_2\r\n", "has more than one line"},
+	{"inner space", "bkua_secret 1\n", "contains white space"},
+	{"inner tab", "bkua_secret\t1", "contains white space"},
+	{"no-break space", "bkua_secret\u00a01", "contains white space"},
+	{"control character", "bkua_secret\x1b1", "contains a control character or a byte outside printable ASCII"},
+	{"non-ASCII", "bkua_sécret_1", "contains a control character or a byte outside printable ASCII"},
+	{"empty", "", "empty"},
+	{"white space only", " \r\n\t\n", "empty"},
+}
+
+func writeRaw(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkTokenError checks that err names the file and the problem and
+// holds nothing of the token.
+func checkTokenError(t *testing.T, err error, want string) {
+	t.Helper()
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Errorf("the error quotes the token: %v", err)
+	}
+}
+
+// A bad token file is refused when it is first read and, rotated in, on
+// the next Token call, with the same error; once fixed it is used again.
+func TestFileTokenContent(t *testing.T) {
+	for _, tt := range badTokenContents {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "token")
+			want := "API token file " + path + ": " + tt.problem
+			writeRaw(t, path, tt.content)
+			_, err := FileToken(path)
+			checkTokenError(t, err, want)
+
+			writeRaw(t, path, "good_token\n")
+			src, err := FileToken(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeRaw(t, path, tt.content+strings.Repeat(" ", 40)) // a new size: a new version
+			tok, err := src.Token()
+			checkTokenError(t, err, want)
+			if tok != "" {
+				t.Errorf("a failed read returned a token")
+			}
+			writeRaw(t, path, "good_token_2\n")
+			if tok, err := src.Token(); err != nil || tok != "good_token_2" {
+				t.Errorf("after the fix: %q, %v", tok, err)
+			}
+		})
+	}
+}
+
+// What stands at the path may not be a file at all, at startup or after
+// a rotation: a directory, or a FIFO whose read would block the scrape.
+func TestFileTokenNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, path, problem string
+	}{
+		{"directory", t.TempDir(), "is a directory, not a file"},
+		{"FIFO", fifo, "is not a regular file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := fileToken(tt.path, "agent token file")
+			checkTokenError(t, err, "agent token file "+tt.path+": "+tt.problem)
+
+			link := filepath.Join(t.TempDir(), "token")
+			writeRaw(t, filepath.Join(filepath.Dir(link), "v1"), "good_token\n")
+			if err := os.Symlink("v1", link); err != nil {
+				t.Fatal(err)
+			}
+			src, err := fileToken(link, "agent token file")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(link); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(tt.path, link); err != nil {
+				t.Fatal(err)
+			}
+			_, err = src.Token()
+			checkTokenError(t, err, "agent token file "+link+": "+tt.problem)
+		})
+	}
+}
+
+// A token from the environment is checked as a file's is, and the error
+// names the variable; APIToken and AgentTokens refuse the same contents
+// from a file.
+func TestTokenContentFromEnvAndFiles(t *testing.T) {
+	const env = "BUILDKITE_EXPORTER_TEST_TOKEN"
+	for _, tt := range badTokenContents {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "token")
+			writeRaw(t, path, tt.content)
+			_, err := APIToken(path, env, nil)
+			checkTokenError(t, err, "API token file "+path+": "+tt.problem)
+			_, err = AgentTokens([]string{path}, env, nil)
+			checkTokenError(t, err, "agent token file "+path+": "+tt.problem)
+
+			if strings.TrimSpace(tt.content) == "" || strings.Contains(tt.content, "\x00") {
+				return // an empty variable is an unset one; no variable holds a NUL
+			}
+			t.Setenv(env, tt.content)
+			_, err = APIToken("", env, nil)
+			checkTokenError(t, err, env+": "+tt.problem)
+			t.Setenv(env, tt.content)
+			_, err = AgentTokens(nil, env, nil)
+			checkTokenError(t, err, env+": "+tt.problem)
 		})
 	}
 }
