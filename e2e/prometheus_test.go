@@ -393,7 +393,14 @@ func startScriptedFleet(t *testing.T) *scriptedFleet {
 	}
 	f := &scriptedFleet{srv: srv}
 	for i, id := range releaseAgentIDs {
-		srv.PutAgent(demoOrg, agent(id, fmt.Sprintf("release-e2e-%d-1", i+1), fmt.Sprintf("release-e2e-%d", i+1), emptiedQueue))
+		a := agent(id, fmt.Sprintf("release-e2e-%d-1", i+1), fmt.Sprintf("release-e2e-%d", i+1), emptiedQueue)
+		if i == 0 {
+			// A member whose shape drifted, as Buildkite's builds API sends
+			// priority: the agent counts, the field-error counter (and its
+			// dashboard panel) moves.
+			a.Extra = map[string]any{"priority": map[string]any{"number": 1}}
+		}
+		srv.PutAgent(demoOrg, a)
 		f.held = append(f.held, id)
 	}
 	srv.PutAgent(demoOrg, agent(lostAgentID, lostAgentName, lostAgentHost, "deploy"))
