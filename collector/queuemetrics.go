@@ -12,7 +12,6 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client/graphql"
 )
@@ -47,7 +46,7 @@ type QueueMetricsExporter struct {
 	cfg    QueueMetricsConfig
 	api    QueueMetricsAPI
 	orgs   []*queueMetricsMemory
-	flight singleflight.Group
+	flight flightGroup
 
 	up, waitTime, finished, timestamp *prometheus.Desc
 	rateLimits                        map[string]rateLimitDescs // by scope
@@ -205,22 +204,18 @@ func (e *QueueMetricsExporter) snapshot(ctx context.Context, m *queueMetricsMemo
 	if s := m.fresh(e.cfg.Now()); s != nil {
 		return s
 	}
-	ch := e.flight.DoChan(m.org, func() (any, error) {
+	s, ok := shared(ctx, &e.flight, m.org, e.cfg.Timeout, e.cfg.Logger, []any{"organization", m.org}, func(pctx context.Context) *QueueMetricsSnapshot {
 		if s := m.fresh(e.cfg.Now()); s != nil {
-			return s, nil
+			return s
 		}
-		pctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
-		defer cancel()
-		return e.poll(pctx, m), nil
+		return e.poll(pctx, m)
 	})
-	select {
-	case r := <-ch:
-		return r.Val.(*QueueMetricsSnapshot)
-	case <-ctx.Done():
+	if !ok {
 		now := e.cfg.Now()
 		return &QueueMetricsSnapshot{Organization: labelValue(m.org), Start: now, End: now,
 			Err: fmt.Errorf("waiting for a queue metrics poll in progress: %w", ctx.Err()), RateLimits: e.api.RateLimits(m.org)}
 	}
+	return s
 }
 
 // poll asks the GraphQL API once and updates the organization's memory.
