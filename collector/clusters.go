@@ -133,7 +133,7 @@ type queueRef struct{ clusterID, queue string }
 type queueLabel struct{ cluster, queue string }
 
 // clusterReads is an organization's clusters reads: the last good one and
-// when to read again. A collection holds the organization's singleflight
+// when to read again. A collection holds the organization's shared-collection
 // key while it reads, so only status readers race with it.
 type clusterReads struct {
 	mu       sync.Mutex
