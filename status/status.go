@@ -608,7 +608,7 @@ func Explain(err error) (problem, advice string) {
 			continue
 		}
 		advice = e.advice
-		if e.kind == client.ErrForbidden {
+		if errors.Is(e.kind, client.ErrForbidden) {
 			scope := "read_agents"
 			if apiErr != nil && apiErr.Scope != "" {
 				scope = apiErr.Scope

@@ -22,7 +22,7 @@ func loadDocument(t *testing.T) (*ast.Schema, *ast.QueryDocument) {
 	if gerr != nil {
 		t.Fatalf("schema: %v", gerr)
 	}
-	doc, errs := gqlparser.LoadQuery(schema, graphql.Document())
+	doc, errs := gqlparser.LoadQueryWithRules(schema, graphql.Document(), nil) // nil: the default rules
 	if len(errs) > 0 {
 		t.Fatalf("the document does not validate against the schema: %v", errs)
 	}

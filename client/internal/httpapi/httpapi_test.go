@@ -163,7 +163,7 @@ func TestHooks(t *testing.T) {
 		}
 		c.Header = func(key string, code int, h http.Header) { seen = append(seen, key+" "+h.Get("RateLimit-Remaining")) }
 	})
-	if n, err := r.Do(context.Background(), Request{Method: http.MethodGet, URL: endpoint(t, r, "/x"), Key: "blocked"}, nil); n != 0 || err != closed {
+	if n, err := r.Do(context.Background(), Request{Method: http.MethodGet, URL: endpoint(t, r, "/x"), Key: "blocked"}, nil); n != 0 || !errors.Is(err, closed) {
 		t.Fatalf("gate: n %d, err %v", n, err)
 	}
 	if n, err := r.Do(context.Background(), Request{Method: http.MethodGet, URL: endpoint(t, r, "/x"), Key: "open"}, nil); n != 1 || err != nil {
