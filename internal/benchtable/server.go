@@ -35,7 +35,7 @@ func NewServer(agents int, replay bool) *Server {
 
 func newFake(agents int, replay bool) (*buildkitetest.Fake, *Replay) {
 	fake := buildkitetest.NewFake()
-	fake.AddToken(Token, "read_agents")
+	fake.AddToken(Token, "read_agents", "read_clusters") // the binary reads clusters (none here): one request per --collector.clusters-interval
 	fake.AddOrganization(Org)
 	for _, a := range Fleet(agents) {
 		fake.PutAgent(Org, a)
