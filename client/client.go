@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/buildkite-exporter/buildkite_exporter/client/internal/httpapi"
@@ -77,11 +76,7 @@ type Client struct {
 	perPage         int
 	maxPages        int
 	maxListingBytes int64
-	now             func() time.Time
-
-	mu   sync.Mutex
-	orgs map[string]*budget
-	user budget
+	budgets         *httpapi.Budgets
 }
 
 // New validates cfg and returns a Client.
@@ -105,8 +100,7 @@ func New(cfg Config) (*Client, error) {
 		perPage:         cfg.PerPage,
 		maxPages:        cfg.MaxPages,
 		maxListingBytes: cfg.MaxListingBytes,
-		now:             cfg.Now,
-		orgs:            make(map[string]*budget),
+		budgets:         newBudgets(cfg.Now),
 	}
 	var observe func(string, int)
 	if cfg.Observer != nil {
@@ -123,8 +117,8 @@ func New(cfg Config) (*Client, error) {
 		RetryBackoff: cfg.RetryBackoff,
 		UserAgent:    cfg.UserAgent,
 		Observe:      observe,
-		Gate:         c.gate,
-		Header:       c.recordHeaders,
+		Gate:         c.budgets.Gate,
+		Header:       c.budgets.Record,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
@@ -190,7 +184,7 @@ func (c *Client) do(ctx context.Context, req httpapi.Request, handle func(*httpa
 	n, err := c.req.Do(ctx, req, handle)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.StatusCode == http.StatusTooManyRequests {
-		return n, c.rateLimited(req.Key, ae)
+		return n, c.budgets.RateLimited(req.Key, ae)
 	}
 	return n, err
 }

@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -19,14 +16,13 @@ import (
 // query it refused, ...).
 var ErrQuery = errors.New("GraphQL query failed")
 
-// A 429 closes its budget for the reset seconds its headers name, kept
-// within these bounds. GraphQL budgets are five-minute windows.
-const (
-	defaultRateLimitReset = 300
-	minRateLimitReset     = 1
-	maxRateLimitReset     = 3600
-	maxQueryMessages      = 3
-)
+// A 429 that names no reset closes its budget for five minutes, a GraphQL
+// window.
+const defaultRateLimitReset = 300
+
+// maxQueryMessages is how many messages of an errors array a QueryError
+// quotes.
+const maxQueryMessages = 3
 
 // QueryError is a 200 answer whose errors array was not empty.
 type QueryError struct {
@@ -113,35 +109,4 @@ func queryErrors(b []byte, tok string) []string {
 		out = append(out, msg)
 	}
 	return out
-}
-
-// rateLimitError reads which budget a 429 spent: the user's when its
-// remaining points are spent, else the organization's.
-func rateLimitError(org string, h http.Header, msg string, now time.Time) *RateLimitError {
-	scope, prefix := ScopeGraphQL, "RateLimit-"
-	if n, err := strconv.Atoi(strings.TrimSpace(h.Get("RateLimit-User-Remaining"))); err == nil && n <= 0 {
-		scope, prefix = ScopeGraphQLUser, "RateLimit-User-"
-	}
-	reset := defaultRateLimitReset
-	if f, err := strconv.ParseFloat(strings.TrimSpace(h.Get(prefix+"Reset")), 64); err == nil && !math.IsNaN(f) {
-		reset = int(math.Ceil(min(max(f, -1), maxRateLimitReset)))
-	}
-	reset = min(max(reset, minRateLimitReset), maxRateLimitReset)
-	return &RateLimitError{Org: org, Scope: scope, ResetAt: now.Add(time.Duration(reset) * time.Second), Sent: true, Message: msg}
-}
-
-// parseRateLimit reads one budget's headers (prefix "RateLimit-" or
-// "RateLimit-User-"); false when none of them is present and numeric.
-func parseRateLimit(h http.Header, prefix string, now time.Time) (client.RateLimit, bool) {
-	rl := client.RateLimit{ObservedAt: now}
-	found := false
-	for _, f := range [...]struct {
-		name string
-		dst  *int
-	}{{"Limit", &rl.Limit}, {"Remaining", &rl.Remaining}, {"Reset", &rl.Reset}} {
-		if n, err := strconv.Atoi(strings.TrimSpace(h.Get(prefix + f.name))); err == nil {
-			*f.dst, found = n, true
-		}
-	}
-	return rl, found
 }

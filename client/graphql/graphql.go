@@ -83,24 +83,11 @@ type Client struct {
 	token       client.TokenSource
 	maxRequests int
 	observer    client.Observer
-	now         func() time.Time
 
-	mu   sync.Mutex
-	orgs map[string]*orgState
-	user budget // the token user's, shared by every organization
-}
+	budgets *httpapi.Budgets // the organizations' and the token user's
 
-// orgState is what the client remembers of one organization.
-type orgState struct {
-	budget
-	sizes pageSizes // from the latest good poll
-}
-
-// budget is what the client knows of one complexity budget.
-type budget struct {
-	last         client.RateLimit
-	known        bool
-	blockedUntil time.Time // after a 429
+	mu    sync.Mutex
+	sizes map[string]pageSizes // each organization's, from its latest good poll
 }
 
 // New validates cfg and returns a Client.
@@ -122,10 +109,12 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("graphql: %w", err)
 	}
 	c := &Client{url: u, token: cfg.Token, maxRequests: cmp.Or(cfg.MaxRequests, defaultMaxRequests),
-		observer: cfg.Observer, now: cfg.Now, orgs: map[string]*orgState{}}
-	if c.now == nil {
-		c.now = time.Now
+		observer: cfg.Observer, sizes: map[string]pageSizes{}}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
 	}
+	c.budgets = newBudgets(now)
 	hc := cfg.HTTPClient
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Minute} // the requester adds its transport
@@ -138,8 +127,8 @@ func New(cfg Config) (*Client, error) {
 		MaxBodyBytes: cmp.Or(cfg.MaxResponseBytes, defaultMaxResponseBytes),
 		UserAgent:    cfg.UserAgent,
 		Observe:      c.observe,
-		Gate:         c.gate,
-		Header:       c.recordHeaders,
+		Gate:         c.budgets.Gate,
+		Header:       c.budgets.Record,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("graphql: %w", err)
@@ -159,70 +148,21 @@ type RateLimits struct {
 
 // RateLimits returns both GraphQL budgets for requests to org.
 func (c *Client) RateLimits(org string) RateLimits {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	rl := RateLimits{GraphQLUser: c.user.last, HasGraphQLUser: c.user.known}
-	if st := c.orgs[org]; st != nil {
-		rl.GraphQL, rl.HasGraphQL = st.last, st.known
-	}
-	return rl
+	l := c.budgets.RateLimits(org)
+	return RateLimits{GraphQL: client.RateLimit(l.Key), GraphQLUser: client.RateLimit(l.User), HasGraphQL: l.HasKey, HasGraphQLUser: l.HasUser}
 }
 
-// stateLocked returns org's state, creating it; c.mu must be held.
-func (c *Client) stateLocked(org string) *orgState {
-	st := c.orgs[org]
-	if st == nil {
-		st = &orgState{}
-		c.orgs[org] = st
-	}
-	return st
-}
-
-// gate refuses a request for org while a 429 window is in force.
-func (c *Client) gate(org string) error {
-	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := &RateLimitError{Org: org}
-	if st := c.orgs[org]; st != nil && now.Before(st.blockedUntil) {
-		e.Scope, e.ResetAt = ScopeGraphQL, st.blockedUntil
-	}
-	if now.Before(c.user.blockedUntil) && c.user.blockedUntil.After(e.ResetAt) {
-		e.Scope, e.ResetAt = ScopeGraphQLUser, c.user.blockedUntil
-	}
-	if e.Scope == "" {
-		return nil
-	}
-	return e
-}
-
-// recordHeaders keeps the rate-limit headers of every answer for org.
-func (c *Client) recordHeaders(org string, _ int, h http.Header) {
-	now := c.now()
-	orgRL, hasOrg := parseRateLimit(h, "RateLimit-", now)
-	userRL, hasUser := parseRateLimit(h, "RateLimit-User-", now)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := c.stateLocked(org)
-	if hasOrg {
-		st.last, st.known = orgRL, true
-	}
-	if hasUser {
-		c.user.last, c.user.known = userRL, true
-	}
-}
-
-// block closes the budget a 429 spent until its reset.
-func (c *Client) block(org string, rateLimited *RateLimitError) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b := &c.stateLocked(org).budget
-	if rateLimited.Scope == ScopeGraphQLUser {
-		b = &c.user
-	}
-	if rateLimited.ResetAt.After(b.blockedUntil) {
-		b.blockedUntil = rateLimited.ResetAt
-	}
+// newBudgets returns the GraphQL budgets (scopes graphql and graphql_user).
+func newBudgets(now func() time.Time) *httpapi.Budgets {
+	return httpapi.NewBudgets(httpapi.BudgetsConfig{
+		KeyScope: ScopeGraphQL, UserScope: ScopeGraphQLUser, DefaultReset: defaultRateLimitReset, Now: now,
+		Error: func(org, scope string, until time.Time, e *httpapi.APIError) error {
+			if e == nil {
+				return &RateLimitError{Org: org, Scope: scope, ResetAt: until}
+			}
+			return &RateLimitError{Org: org, Scope: scope, ResetAt: until, Sent: true, Message: e.Message}
+		},
+	})
 }
 
 func (c *Client) observe(org string, code int) {

@@ -14,10 +14,10 @@ import (
 // answer without errors; *requests counts the requests sent. The shared
 // requester (httpapi) sends the token only to c.url's origin, bounds the
 // body, checks its content type, redacts errors, counts requests for the
-// Observer, hands every answer's headers to recordHeaders and refuses a
-// request inside a 429 window (gate). What is GraphQL's own stays here: an
-// errors array in a 200 answer, and which budget a 429 spent. No retry:
-// the next poll is the retry.
+// Observer, hands every answer's headers to the budgets and refuses a
+// request inside a 429 window (their Gate). What is GraphQL's own stays
+// here: an errors array in a 200 answer. No retry: the next poll is the
+// retry.
 func (c *Client) post(ctx context.Context, org, operation string, vars map[string]any, requests *int) ([]byte, error) {
 	var body []byte
 	n, err := c.req.Do(ctx, httpapi.Request{Method: http.MethodPost, URL: c.url, Body: encodeRequest(operation, vars), Key: org},
@@ -60,9 +60,7 @@ func (c *Client) currentToken() string {
 // a 429 closes the budget it spent until its reset.
 func (c *Client) statusError(org string, ae *httpapi.APIError) error {
 	if ae.StatusCode == http.StatusTooManyRequests {
-		rle := rateLimitError(org, ae.Header, ae.Message, c.now())
-		c.block(org, rle)
-		return rle
+		return c.budgets.RateLimited(org, ae)
 	}
 	return &HTTPError{StatusCode: ae.StatusCode, Message: ae.Message, kind: ae.Unwrap()}
 }

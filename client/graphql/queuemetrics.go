@@ -43,8 +43,8 @@ type pageSizes struct{ clusters, queues int }
 func (c *Client) pageSizes(org string) pageSizes {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.orgs[org]; st != nil && st.sizes.clusters > 0 {
-		return st.sizes
+	if s, ok := c.sizes[org]; ok {
+		return s
 	}
 	return pageSizes{clusters: initialClusterPageSize, queues: initialQueuePageSize}
 }
@@ -56,7 +56,7 @@ func (c *Client) rememberSizes(org string, clusters []Cluster) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stateLocked(org).sizes = s
+	c.sizes[org] = s
 }
 
 // clamp makes n a page size: at least 1, at most MaxPageSize.
