@@ -447,3 +447,51 @@ func servedConn(t *testing.T, addr string) net.Conn {
 	t.Fatal("no connection served in 50 tries")
 	return nil
 }
+
+// TestHugeResponseHeadersFailTheScrape: response headers over the 1 MiB
+// bound fail the scrape (up 0) at a bounded cost in requests, instead of
+// being read into memory (9 pages of a 9 MB Link each took the process to
+// 1.15 GB and reported up 1); headers under the bound still work, and the
+// exporter recovers once the headers are back to normal.
+func TestHugeResponseHeadersFailTheScrape(t *testing.T) {
+	fake := newFake(t)
+	var padding atomic.Int64 // bytes of one extra header on agent listings
+	var listings atomic.Int32
+	next := fake.Fake.Handler()
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/agents") {
+			listings.Add(1)
+			if n := padding.Load(); n > 0 {
+				w.Header().Set("X-Padding", strings.Repeat("x", int(n)))
+			}
+		}
+		next.ServeHTTP(w, r)
+	}))
+	defer api.Close()
+	r := start(t, []string{"BUILDKITE_API_TOKEN=" + e2eToken}, "--buildkite.organization=acme", "--buildkite.api-url="+api.URL+"/v2")
+	for _, tc := range []struct {
+		name    string
+		padding int64
+		up      string
+	}{
+		{"no padding", 0, "1"},
+		{"900 KiB of headers", 900 << 10, "1"},
+		{"headers just over 1 MiB", 1<<20 + 1, "0"},
+		{"9 MB of headers", 9 << 20, "0"},
+		{"back to normal", 0, "1"},
+	} {
+		padding.Store(tc.padding)
+		listings.Store(0)
+		_, body := get(t, http.DefaultClient, "http://"+r.addr+"/metrics", nil)
+		if want := `buildkite_up{organization="acme"} ` + tc.up; !strings.Contains(body, want) {
+			t.Errorf("%s: /metrics lacks %s", tc.name, want)
+		}
+		// One page; a failed one is retried at most twice.
+		if n := listings.Load(); n < 1 || n > 3 {
+			t.Errorf("%s: %d listing requests, want 1 to 3", tc.name, n)
+		}
+	}
+	if logs := r.settledOutput(); !strings.Contains(logs, "server response headers exceeded") {
+		t.Errorf("the logs never name the header bound:\n%s", logs)
+	}
+}
