@@ -292,19 +292,27 @@ func TestListingBytesBound(t *testing.T) {
 // transport (the default, or when a given http.Client has none).
 func TestHugeHeaderFails(t *testing.T) {
 	link := `<https://api.buildkite.com/v2/organizations/o/agents?page=2>; rel="next", ` + strings.Repeat(`<x>; rel="a", `, 9<<20/14)
+	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
 		w.Header().Set("Link", link)
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`[]`))
 	}))
 	defer srv.Close()
 	for _, hc := range []*http.Client{nil, {}} {
-		c, err := client.New(client.Config{BaseURL: srv.URL, Token: client.StaticToken(fakeToken), HTTPClient: hc, MaxRetries: -1})
+		c, err := client.New(client.Config{BaseURL: srv.URL, Token: client.StaticToken(fakeToken), HTTPClient: hc, RetryBackoff: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.ListAgents(context.Background(), "o", client.ListOptions{}); err == nil || !strings.Contains(err.Error(), "headers exceeded") {
+		n.Store(0)
+		list, err := c.ListAgents(context.Background(), "o", client.ListOptions{})
+		if err == nil || !strings.Contains(err.Error(), "headers exceeded") {
 			t.Fatalf("err = %v", err)
+		}
+		// Not retried: the server would send the same headers again.
+		if n.Load() != 1 || list.Requests != 1 {
+			t.Errorf("%d requests reached the server (%d counted), want 1", n.Load(), list.Requests)
 		}
 	}
 }

@@ -277,7 +277,7 @@ func (r *Requester) attempt(ctx context.Context, req Request, handle func(*Respo
 	if err != nil {
 		r.observe(req.Key, 0)
 		err = safety.SanitizeTransportError(err, tok)
-		stop := ctx.Err() != nil || errors.Is(err, errForeignRedirect) || errors.Is(err, errRedirectLoop)
+		stop := ctx.Err() != nil || errors.Is(err, errForeignRedirect) || errors.Is(err, errRedirectLoop) || headersTooLarge(err)
 		return requests, !stop, err
 	}
 	defer safety.DrainClose(resp.Body, maxDrainBytes)
@@ -368,4 +368,11 @@ func checkContentType(ct, tok string) error {
 		}
 	}
 	return fmt.Errorf("%w: content type %q, want application/json", ErrMalformed, safety.SanitizeMessage(ct, tok))
+}
+
+// headersTooLarge reports net/http's refusal of response headers over
+// MaxResponseHeaderBytes (it has no sentinel error): the server would send
+// them again, so a retry only costs requests and time.
+func headersTooLarge(err error) bool {
+	return strings.Contains(err.Error(), "server response headers exceeded")
 }
