@@ -55,4 +55,31 @@ func TestClusters(t *testing.T) {
 	if c == nil || !c.OK || len(c.PausedQueues) != 1 || c.PausedQueues[0].Cluster != "linux" || c.PausedQueues[0].DispatchPausedAt == nil {
 		t.Errorf("JSON clusters = %+v, want ok with linux/gpu paused", c)
 	}
+
+	// The agent tables name the cluster too: both idle agents serve a
+	// queue "default", of two clusters; then both leave.
+	idle := map[string]string{}
+	for _, a := range p.Organizations[0].LongestIdle {
+		idle[a.ID] = a.Cluster + "/" + a.Queue
+	}
+	if idle["l1"] != "linux/default" || idle["m1"] != "macos/default" || idle["u1"] != "/build" {
+		t.Errorf("JSON idle agents by cluster/queue = %v", idle)
+	}
+	for _, want := range []string{">linux/default<", ">macos/default<"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the HTML agent tables lack %q", want)
+		}
+	}
+	e.server.RemoveAgent("acme", "l1")
+	e.server.RemoveAgent("acme", "m1")
+	e.clock.Advance(time.Minute)
+	e.collect()
+	p, _ = getJSON(t, e.handler)
+	departed := map[string]string{}
+	for _, d := range p.Organizations[0].Departed {
+		departed[d.ID] = d.Cluster + "/" + d.Queue
+	}
+	if departed["l1"] != "linux/default" || departed["m1"] != "macos/default" {
+		t.Errorf("JSON departed agents by cluster/queue = %v", departed)
+	}
 }

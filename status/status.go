@@ -154,6 +154,7 @@ type IdleAgent struct {
 	ID       string `json:"id"`
 	Name     string `json:"name"`
 	Hostname string `json:"hostname"`
+	Cluster  string `json:"buildkite_cluster"`
 	Queue    string `json:"queue"`
 	Version  string `json:"version"`
 	// LastJobFinishedAt is null when the agent never ran a job (NeverUsed);
@@ -174,6 +175,7 @@ type RunningJob struct {
 	AgentID        string    `json:"agent_id"`
 	AgentName      string    `json:"agent_name"`
 	Hostname       string    `json:"hostname"`
+	Cluster        string    `json:"buildkite_cluster"`
 	Queue          string    `json:"queue"`
 }
 
@@ -182,6 +184,7 @@ type DepartedAgent struct {
 	ID       string    `json:"id"`
 	Name     string    `json:"name"`
 	Hostname string    `json:"hostname"`
+	Cluster  string    `json:"buildkite_cluster"`
 	Queue    string    `json:"queue"`
 	State    string    `json:"state"` // what Buildkite said afterwards, or "unknown"
 	At       time.Time `json:"at"`    // when the exporter saw it gone
@@ -307,7 +310,7 @@ func buildOrg(o collector.OrgStatus) Organization {
 	org.DepartedTotal = len(s.Departed)
 	for _, d := range s.Departed[:min(len(s.Departed), DepartedShown)] {
 		org.Departed = append(org.Departed, DepartedAgent{
-			ID: d.ID, Name: d.Name, Hostname: d.Hostname, Queue: d.QueueLabel,
+			ID: d.ID, Name: d.Name, Hostname: d.Hostname, Cluster: d.Cluster, Queue: d.QueueLabel,
 			State: d.State, At: shown(d.At), LastSeen: shown(d.LastSeen),
 		})
 	}
@@ -493,7 +496,7 @@ func longestIdle(agents []collector.AgentView, asOf time.Time) []IdleAgent {
 		if !a.Idle() {
 			continue
 		}
-		ia := IdleAgent{ID: a.ID, Name: a.Name, Hostname: a.Hostname, Queue: a.QueueLabel, Version: a.Version}
+		ia := IdleAgent{ID: a.ID, Name: a.Name, Hostname: a.Hostname, Cluster: a.Cluster, Queue: a.QueueLabel, Version: a.Version}
 		since := shown(a.LastJobFinishedAt)
 		if since.IsZero() {
 			ia.NeverUsed = true
@@ -540,7 +543,7 @@ func longestJobs(agents []collector.AgentView, asOf time.Time) []RunningJob {
 		out = append(out, RunningJob{
 			JobID: a.Job.ID, State: a.Job.State, StartedAt: shown(a.Job.StartedAt),
 			RunningSeconds: max(asOf.Sub(a.Job.StartedAt).Seconds(), 0),
-			AgentID:        a.ID, AgentName: a.Name, Hostname: a.Hostname, Queue: a.QueueLabel,
+			AgentID:        a.ID, AgentName: a.Name, Hostname: a.Hostname, Cluster: a.Cluster, Queue: a.QueueLabel,
 		})
 	}
 	sort.SliceStable(out, func(i, j int) bool {
